@@ -1,0 +1,39 @@
+# smtpd: make builds ./smtpd; make check runs every test; make asan / ubsan
+# run them again under the sanitizers.
+CFLAGS ?= -O2 -g
+STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
+          -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
+OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o
+TESTS   = tests/check_reply tests/check_reader tests/check_address \
+          tests/check_maildir tests/check_session
+PREFIX ?= /usr/local
+
+all: smtpd
+
+%.o: %.c
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
+
+smtpd: smtpd.o $(OBJS)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ smtpd.o $(OBJS) $$(pkg-config --libs libsystemd)
+
+tests/check_%: tests/check_%.c tests/harness.c $(OBJS)
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
+	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $$(pkg-config --libs check)
+
+check: smtpd $(TESTS)
+	tests/run-units $(TESTS)
+	tests/run-transcripts ./smtpd tests/transcripts/*.txt
+	tests/run-e2e ./smtpd
+
+asan:
+	$(MAKE) clean && $(MAKE) check \
+	    SAN='-fsanitize=address -fno-omit-frame-pointer'
+ubsan:
+	$(MAKE) clean && $(MAKE) check \
+	    SAN='-fsanitize=undefined -fno-sanitize-recover=all'
+
+clean:
+	rm -f smtpd *.o *.d tests/*.d $(TESTS)
+
+.PHONY: all check asan ubsan clean
+-include *.d

@@ -1,0 +1,337 @@
+/*
+ * maildir.c: durable delivery into Maildir (protocol.md 4).
+ *
+ * Promises: a message is in new/ only when it is complete and on disk,
+ * and when maildir_commit says DELIVER_OK; after any failure nothing of it
+ * is left in tmp/ or new/. Only the directories it is given are written.
+ * Knows nothing of SMTP: the caller decides what the bytes are and what
+ * to answer.
+ */
+#include "maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static unsigned long deliveries;	/* Q<n> in unique names */
+
+/* gethostname() with / and : escaped, as the Maildir spec asks. */
+static const char *
+unique_host(void)
+{
+	static char host[256 * 4 + 1];
+	char raw[256];
+	size_t o = 0;
+
+	if (host[0] != '\0')
+		return host;
+	if (gethostname(raw, sizeof(raw)) == -1)
+		snprintf(raw, sizeof(raw), "localhost");
+	raw[sizeof(raw) - 1] = '\0';
+	for (const char *p = raw; *p != '\0'; p++) {
+		if (*p == '/' || *p == ':') {
+			snprintf(host + o, 5, "\\%03o", (unsigned char)*p);
+			o += 4;
+		} else {
+			host[o++] = *p;
+		}
+	}
+	host[o] = '\0';
+	return host;
+}
+
+static char *
+join(const char *dir, const char *sub, const char *name)
+{
+	size_t n = strlen(dir) + strlen(sub) + strlen(name) + 3;
+	char *p = malloc(n);
+
+	if (p != NULL)
+		snprintf(p, n, "%s/%s%s%s", dir, sub, *name ? "/" : "", name);
+	return p;
+}
+
+/* Make the file system remember a new entry in dir. */
+static int
+sync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+
+	if (fd == -1)
+		return -1;
+	rc = fsync(fd);
+	if (close(fd) == -1)
+		rc = -1;
+	return rc;
+}
+
+/* mkdir -p with mode 0700; each new directory is synced into its parent. */
+static int
+make_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0700) == 0) {
+			char *slash = strrchr(buf, '/');
+
+			if (slash == NULL)
+				sync_dir(".");
+			else if (slash == buf)
+				sync_dir("/");
+			else {
+				*slash = '\0';
+				sync_dir(buf);
+				*slash = '/';
+			}
+		} else if (errno != EEXIST) {
+			return -1;
+		}
+		buf[i] = i < n ? '/' : '\0';
+	}
+	return 0;
+}
+
+/* Create DIR, DIR/tmp, DIR/new and DIR/cur when any is missing. */
+static int
+ensure_maildir(const char *dir)
+{
+	static const char *const subs[] = { "tmp", "new", "cur" };
+	struct stat st;
+	int rc = 0;
+
+	for (size_t i = 0; i < 3 && rc == 0; i++) {
+		char *sub = join(dir, subs[i], "");
+
+		if (sub == NULL)
+			return -1;
+		if (stat(sub, &st) == -1 || !S_ISDIR(st.st_mode))
+			rc = make_dirs(sub);
+		free(sub);
+	}
+	return rc;
+}
+
+static enum deliver_result
+result_of(int err)
+{
+	return (err == ENOSPC || err == EDQUOT) ? DELIVER_NOSPACE : DELIVER_TEMPFAIL;
+}
+
+static void
+drop_copy(struct maildir_copy *c)
+{
+	if (c->fd != -1)
+		close(c->fd);
+	if (c->tmp_path != NULL)
+		unlink(c->tmp_path);
+	if (c->published) {
+		/* Already renamed: take it back out of new/, durably. */
+		char *newdir = join(c->dir, "new", "");
+
+		unlink(c->new_path);
+		if (newdir != NULL)
+			sync_dir(newdir);
+		free(newdir);
+	}
+	free(c->tmp_path);
+	free(c->new_path);
+	c->tmp_path = c->new_path = NULL;
+	c->fd = -1;
+	c->published = 0;
+}
+
+void
+maildir_abort(struct delivery *d)
+{
+	for (size_t i = 0; i < d->ncopies; i++)
+		drop_copy(&d->copies[i]);
+	free(d->copies);
+	d->copies = NULL;
+	d->ncopies = 0;
+	d->len = 0;
+}
+
+static int
+stage_copy(struct maildir_copy *c, const char *dir, const char *name)
+{
+	c->dir = dir;
+	c->fd = -1;
+	c->tmp_path = join(dir, "tmp", name);
+	c->new_path = join(dir, "new", name);
+	if (c->tmp_path == NULL || c->new_path == NULL || ensure_maildir(dir) == -1)
+		return -1;
+	c->fd = open(c->tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (c->fd == -1) {
+		free(c->tmp_path);	/* not ours: never unlink it */
+		c->tmp_path = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+enum deliver_result
+maildir_begin(struct delivery *d, const char *const *dirs, size_t n)
+{
+	char name[64 + 256 * 4];
+	struct timeval tv;
+
+	d->error = 0;
+	d->len = 0;
+	d->ncopies = 0;
+	d->copies = calloc(n, sizeof(*d->copies));
+	if (d->copies == NULL)
+		return DELIVER_TEMPFAIL;
+	gettimeofday(&tv, NULL);
+	deliveries++;
+	snprintf(d->id, sizeof(d->id), "%lldM%06ldP%ldQ%lu", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid(), deliveries);
+	snprintf(name, sizeof(name), "%lld.M%06ldP%ldQ%lu.%s", (long long)tv.tv_sec,
+	    (long)tv.tv_usec, (long)getpid(), deliveries, unique_host());
+	for (size_t i = 0; i < n; i++) {
+		d->ncopies = i + 1;
+		if (stage_copy(&d->copies[i], dirs[i], name) == -1) {
+			int err = errno;
+
+			maildir_abort(d);
+			return result_of(err);
+		}
+	}
+	return DELIVER_OK;
+}
+
+/* write(2) until done: short writes and EINTR are normal, not errors. */
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static void
+flush_buffer(struct delivery *d)
+{
+	for (size_t i = 0; i < d->ncopies && d->error == 0; i++)
+		if (write_all(d->copies[i].fd, d->buf, d->len) == -1)
+			d->error = errno;
+	d->len = 0;
+}
+
+void
+maildir_write(struct delivery *d, const char *p, size_t n)
+{
+	while (n > 0 && d->error == 0) {
+		size_t room = sizeof(d->buf) - d->len;
+		size_t k = n < room ? n : room;
+
+		memcpy(d->buf + d->len, p, k);
+		d->len += k;
+		p += k;
+		n -= k;
+		if (d->len == sizeof(d->buf))
+			flush_buffer(d);
+	}
+}
+
+/* fsync and close one staged copy; close() can report a late error too. */
+static int
+seal_copy(struct maildir_copy *c)
+{
+	int rc = fsync(c->fd);
+	int err = errno;
+
+	if (close(c->fd) == -1 && rc == 0) {
+		rc = -1;
+		err = errno;
+	}
+	c->fd = -1;
+	errno = err;
+	return rc;
+}
+
+/*
+ * tmp/ to new/: link(2) never replaces an existing file, unlike rename(2);
+ * file systems without hard links get rename(2).
+ */
+static int
+publish_copy(struct maildir_copy *c)
+{
+	if (link(c->tmp_path, c->new_path) == 0) {
+		unlink(c->tmp_path);
+	} else if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
+		if (rename(c->tmp_path, c->new_path) == -1)
+			return -1;
+	} else {
+		return -1;
+	}
+	free(c->tmp_path);
+	c->tmp_path = NULL;
+	c->published = 1;
+	return 0;
+}
+
+static int
+sync_new_dir(const struct maildir_copy *c)
+{
+	char *newdir = join(c->dir, "new", "");
+	int rc = newdir != NULL ? sync_dir(newdir) : -1;
+
+	free(newdir);
+	return rc;
+}
+
+enum deliver_result
+maildir_commit(struct delivery *d)
+{
+	int err;
+
+	if (d->len > 0)
+		flush_buffer(d);
+	for (size_t i = 0; i < d->ncopies && d->error == 0; i++)
+		if (seal_copy(&d->copies[i]) == -1)
+			d->error = errno;
+	for (size_t i = 0; i < d->ncopies && d->error == 0; i++)
+		if (publish_copy(&d->copies[i]) == -1)
+			d->error = errno;
+	for (size_t i = 0; i < d->ncopies && d->error == 0; i++)
+		if (sync_new_dir(&d->copies[i]) == -1)
+			d->error = errno;
+	if ((err = d->error) != 0) {
+		maildir_abort(d);
+		return result_of(err);
+	}
+	for (size_t i = 0; i < d->ncopies; i++)
+		free(d->copies[i].new_path);
+	free(d->copies);
+	d->copies = NULL;
+	d->ncopies = 0;
+	return DELIVER_OK;
+}

@@ -1,0 +1,49 @@
+/* maildir.h: durable delivery of one message into one or more Maildirs. */
+#ifndef SMTPD_MAILDIR_H
+#define SMTPD_MAILDIR_H
+
+#include <stddef.h>
+
+#define MAILDIR_BUFFER	65536
+
+enum deliver_result { DELIVER_OK, DELIVER_TEMPFAIL, DELIVER_NOSPACE };
+
+struct maildir_copy {
+	const char *dir;	/* the Maildir; not owned */
+	char	*tmp_path;	/* DIR/tmp/NAME while staged */
+	char	*new_path;	/* DIR/new/NAME once renamed */
+	int	fd;
+	int	published;	/* linked into new/: undo by unlinking new_path */
+};
+
+struct delivery {
+	char	id[64];		/* message id for Received, replies and logs */
+	struct maildir_copy *copies;
+	size_t	ncopies;
+	int	error;		/* first errno seen; 0 while all is well */
+	size_t	len;		/* bytes held in buf */
+	char	buf[MAILDIR_BUFFER];
+};
+
+/*
+ * Stage a new message in each of dirs[0..n) (distinct Maildirs, created
+ * with missing parents, mode 0700, when absent): a new file in tmp/ with a
+ * unique name, O_EXCL, mode 0600. DELIVER_OK or a failure, then nothing is
+ * left behind. Sets d->id, unique on this host.
+ */
+enum deliver_result maildir_begin(struct delivery *d, const char *const *dirs, size_t n);
+
+/* Append to every staged copy. Failures are kept for maildir_commit. */
+void maildir_write(struct delivery *d, const char *p, size_t n);
+
+/*
+ * The promise behind 250 (protocol.md 4.2): flush, fsync and close every
+ * copy, rename each into new/, fsync each new/. On any failure every copy
+ * is removed from tmp/ and new/. ENOSPC and EDQUOT give DELIVER_NOSPACE.
+ */
+enum deliver_result maildir_commit(struct delivery *d);
+
+/* Drop every staged copy (client gone, message refused). */
+void maildir_abort(struct delivery *d);
+
+#endif

@@ -1,0 +1,182 @@
+/*
+ * reader.c: bounded reading of lines from the client.
+ *
+ * Promises: memory is one fixed buffer whatever the client sends; a line is
+ * reported with how it ended (LF or CRLF), so the session can insist on CRLF
+ * where RFC 5321 does; each line must be complete within the line timeout
+ * (a deadline, not a per-read limit, so one byte per second does not keep
+ * a connection alive), and the whole session within its own limit.
+ * Leaves to the session what a line means and when to flush replies.
+ */
+#define _GNU_SOURCE	/* ppoll */
+#include "reader.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+reader_init(struct reader *r, int fd, int line_timeout_ms, int session_timeout_ms)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->line_timeout_ms = line_timeout_ms;
+	r->session_deadline_ms = now_ms() + session_timeout_ms;
+	r->at_line_start = true;
+	sigprocmask(SIG_SETMASK, NULL, &r->wait_mask);
+}
+
+static const char *
+find_lf(const struct reader *r, size_t max)
+{
+	size_t avail = r->end - r->start;
+
+	return memchr(r->buf + r->start, '\n', avail < max ? avail : max);
+}
+
+bool
+reader_ready(const struct reader *r, size_t max)
+{
+	return find_lf(r, max) != NULL || r->end - r->start >= max;
+}
+
+/* Wait for and read more bytes. */
+static enum read_result
+fill(struct reader *r)
+{
+	long long deadline, left;
+	struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+	size_t room;
+	ssize_t n;
+
+	if (r->start > 0) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->start = 0;
+	}
+	room = sizeof(r->buf) - r->end;
+	if (r->read_limit > 0 && room > r->read_limit)
+		room = r->read_limit;
+	/* RFC 2920 3.2: flush pending replies only when we would block. */
+	if (r->before_wait != NULL && poll(&pfd, 1, 0) == 0 &&
+	    r->before_wait(r->before_wait_arg) == -1)
+		return READ_ERROR;
+	for (;;) {
+		struct timespec ts;
+
+		if (r->stop != NULL && *r->stop)
+			return READ_STOPPED;
+		deadline = r->line_deadline_ms < r->session_deadline_ms ?
+		    r->line_deadline_ms : r->session_deadline_ms;
+		left = deadline - now_ms();
+		if (left <= 0)
+			return READ_TIMEOUT;
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+		/* ppoll: a stop signal blocked elsewhere is taken only here. */
+		switch (ppoll(&pfd, 1, &ts, &r->wait_mask)) {
+		case -1:
+			if (errno == EINTR)
+				continue;
+			return READ_ERROR;
+		case 0:
+			continue;
+		}
+		n = read(r->fd, r->buf + r->end, room);
+		if (n > 0) {
+			r->end += (size_t)n;
+			return READ_LINE;
+		}
+		if (n == 0)
+			return READ_EOF;
+		if (errno != EINTR && errno != EAGAIN)
+			return READ_ERROR;
+	}
+}
+
+/* Hand out n bytes as a line or piece; len excludes the ending. */
+static void
+take(struct reader *r, struct line *out, size_t n, bool complete)
+{
+	const char *p = r->buf + r->start;
+
+	out->bytes = p;
+	out->complete = complete;
+	out->crlf = complete && n >= 2 && p[n - 2] == '\r';
+	out->len = complete ? n - 1 - out->crlf : n;
+	r->start += n;
+	r->at_line_start = complete;
+}
+
+static void
+start_line_clock(struct reader *r)
+{
+	if (r->at_line_start) {
+		r->line_deadline_ms = now_ms() + r->line_timeout_ms;
+		r->at_line_start = false;
+	}
+}
+
+enum read_result
+reader_next(struct reader *r, struct line *out, size_t max)
+{
+	enum read_result res;
+	const char *lf;
+
+	start_line_clock(r);
+	for (;;) {
+		lf = find_lf(r, r->discarding ? r->end - r->start : max);
+		if (lf != NULL) {
+			take(r, out, (size_t)(lf - (r->buf + r->start)) + 1, true);
+			if (!r->discarding)
+				return READ_LINE;
+			r->discarding = false;
+			return READ_TOO_LONG;
+		}
+		if (r->end - r->start >= max) {
+			/* Over the limit: drop what we hold, keep dropping to LF. */
+			r->discarding = true;
+			r->start = r->end;
+		}
+		if ((res = fill(r)) != READ_LINE)
+			return res;
+	}
+}
+
+enum read_result
+reader_piece(struct reader *r, struct line *out, size_t max)
+{
+	enum read_result res;
+	const char *lf;
+
+	start_line_clock(r);
+	for (;;) {
+		lf = find_lf(r, max);
+		if (lf != NULL) {
+			take(r, out, (size_t)(lf - (r->buf + r->start)) + 1, true);
+			return READ_LINE;
+		}
+		if (r->end - r->start >= max) {
+			size_t n = max;
+
+			/* A CR at the cut may be half of CRLF: leave it for the next piece. */
+			if (r->buf[r->start + n - 1] == '\r')
+				n--;
+			take(r, out, n, false);
+			return READ_LINE;
+		}
+		if ((res = fill(r)) != READ_LINE)
+			return res;
+	}
+}

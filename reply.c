@@ -1,0 +1,129 @@
+/*
+ * reply.c: formatting and delivering SMTP replies.
+ *
+ * Promises: replies leave in the order they were made; nothing is written
+ * until the buffer fills or the session is about to wait for input
+ * (RFC 2920 3.2, protocol.md 2.1), so a pipelined group gets its replies in
+ * as few writes as possible; a flush never blocks longer than the timeout,
+ * even when the client stops reading. Leaves to the session what to say and
+ * when to flush.
+ */
+#include "reply.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+void
+reply_init(struct reply *r, int fd, int timeout_ms)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->timeout_ms = timeout_ms;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * One write that cannot block: send(MSG_DONTWAIT) on a socket; on a pipe or
+ * file at most PIPE_BUF bytes, which a pipe reported writable by poll takes
+ * without blocking. Flags on the shared file description are never touched:
+ * under inetd the same description is our stdin, and at a terminal it is
+ * the user's shell's too.
+ */
+static ssize_t
+write_some(struct reply *r, const char *p, size_t n)
+{
+	if (!r->not_socket) {
+		ssize_t w = send(r->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (w >= 0 || errno != ENOTSOCK)
+			return w;
+		r->not_socket = true;
+	}
+	return write(r->fd, p, n < PIPE_BUF ? n : PIPE_BUF);
+}
+
+int
+reply_flush(struct reply *r)
+{
+	long long deadline = now_ms() + r->timeout_ms;
+	size_t off = 0;
+
+	while (off < r->len && !r->failed) {
+		struct pollfd pfd = { .fd = r->fd, .events = POLLOUT };
+		long long left = deadline - now_ms();
+		ssize_t w;
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+			r->failed = true;	/* client stopped reading */
+			break;
+		}
+		w = write_some(r, r->buf + off, r->len - off);
+		if (w > 0)
+			off += (size_t)w;
+		else if (w == -1 && errno != EAGAIN && errno != EINTR)
+			r->failed = true;
+	}
+	r->len = 0;
+	return r->failed ? -1 : 0;
+}
+
+/* Append one formatted line, cut to the RFC's reply line limit. */
+static void
+append_line(struct reply *r, const char *head, const char *fmt, va_list ap)
+{
+	char line[SMTP_REPLY_MAX];
+	int h = snprintf(line, sizeof(line), "%s", head);
+	int t = vsnprintf(line + h, sizeof(line) - (size_t)h - 2, fmt, ap);
+	size_t n = (size_t)h + (t < 0 ? 0 : (size_t)t);
+
+	if (n > sizeof(line) - 3)
+		n = sizeof(line) - 3;	/* vsnprintf cut it short */
+	line[n++] = '\r';
+	line[n++] = '\n';
+	if (r->len + n > sizeof(r->buf))
+		reply_flush(r);
+	memcpy(r->buf + r->len, line, n);
+	r->len += n;
+}
+
+void
+reply_send(struct reply *r, int code, const char *ecode, const char *fmt, ...)
+{
+	char head[32];
+	va_list ap;
+
+	if (ecode != NULL)
+		snprintf(head, sizeof(head), "%03d %s ", code, ecode);
+	else
+		snprintf(head, sizeof(head), "%03d ", code);
+	va_start(ap, fmt);
+	append_line(r, head, fmt, ap);
+	va_end(ap);
+}
+
+void
+reply_send_more(struct reply *r, int code, const char *fmt, ...)
+{
+	char head[8];
+	va_list ap;
+
+	snprintf(head, sizeof(head), "%03d-", code);
+	va_start(ap, fmt);
+	append_line(r, head, fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,32 @@
+/* session.h: one SMTP session, from greeting to close. */
+#ifndef SMTPD_SESSION_H
+#define SMTPD_SESSION_H
+
+#include <stddef.h>
+
+#include "route.h"
+
+#define SMTP_COMMAND_MAX	512	/* RFC 5321 4.5.3.1.4, CRLF included */
+
+struct session_config {
+	const char *hostname;		/* greeting, EHLO and Received */
+	unsigned long long max_message_size;
+	unsigned max_recipients;
+	unsigned timeout;		/* seconds to send each complete line */
+	unsigned session_timeout;	/* seconds for the whole session */
+	const struct routes *routes;
+	const char *peer;		/* for logs: "192.0.2.1", "IPv6:..." or "local" */
+	const char *peer_literal;	/* for Received: "[192.0.2.1]"; NULL on a pipe */
+	size_t	read_limit;		/* tests: bytes per read(2); 0 = no limit */
+};
+
+/*
+ * Speak SMTP on in_fd/out_fd until QUIT, client EOF, a timeout or a stop.
+ * Returns the exit status: 0 after QUIT or EOF, 1 after a 421.
+ */
+int session_run(const struct session_config *cfg, int in_fd, int out_fd);
+
+/* Ask the session to end with 421 4.3.2 (async-signal-safe). */
+void session_stop(void);
+
+#endif
