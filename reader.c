@@ -145,9 +145,11 @@ reader_next(struct reader *r, struct line *out, size_t max)
 			return READ_TOO_LONG;
 		}
 		if (r->end - r->start >= max) {
-			/* Over the limit: drop what we hold, keep dropping to LF. */
+			/* Over the limit: drop it through its LF, however far that is. */
 			r->discarding = true;
-			r->start = r->end;
+			lf = find_lf(r, r->end - r->start);
+			r->start = lf != NULL ? (size_t)(lf - r->buf) : r->end;
+			continue;
 		}
 		if ((res = fill(r)) != READ_LINE)
 			return res;
