@@ -1,0 +1,213 @@
+/* check_maildir.c: durable delivery and its failure paths. */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "maildir.h"
+
+static char top[64];
+static char dir_a[128], dir_b[128];
+static struct delivery d;
+
+static void
+setup(void)
+{
+	snprintf(top, sizeof(top), "/tmp/smtpd-maildir.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(top));
+	snprintf(dir_a, sizeof(dir_a), "%s/deep/er/a", top);
+	snprintf(dir_b, sizeof(dir_b), "%s/b", top);
+	memset(&d, 0, sizeof(d));
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", top);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+static int
+count(const char *dir, const char *sub)
+{
+	char path[512];
+	struct dirent *e;
+	DIR *dp;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if ((dp = opendir(path)) == NULL)
+		return -1;
+	while ((e = readdir(dp)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(dp);
+	return n;
+}
+
+static mode_t
+mode_of(const char *path)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(path, &st), 0);
+	return st.st_mode & 07777;
+}
+
+START_TEST(a_message_lands_in_new_with_private_modes)
+{
+	const char *dirs[] = { dir_a };
+	char path[512];
+	struct dirent *e;
+	DIR *dp;
+	FILE *f;
+
+	ck_assert_int_eq(maildir_begin(&d, dirs, 1), DELIVER_OK);
+	maildir_write(&d, "hello\n", 6);
+	ck_assert_int_eq(count(dir_a, "new"), 0);	/* staged, not delivered */
+	ck_assert_int_eq(count(dir_a, "tmp"), 1);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	ck_assert_int_eq(count(dir_a, "new"), 1);
+	ck_assert_int_eq(count(dir_a, "tmp"), 0);
+	ck_assert_int_eq(count(dir_a, "cur"), 0);
+	ck_assert_int_eq(mode_of(dir_a), 0700);
+	snprintf(path, sizeof(path), "%s/deep", top);
+	ck_assert_int_eq(mode_of(path), 0700);
+	snprintf(path, sizeof(path), "%s/new", dir_a);
+	dp = opendir(path);
+	while ((e = readdir(dp)) != NULL && e->d_name[0] == '.')
+		;
+	ck_assert_ptr_nonnull(e);
+	/* seconds.M<usec>P<pid>Q<n>.<host> */
+	ck_assert_ptr_nonnull(strstr(e->d_name, ".M"));
+	ck_assert_ptr_nonnull(strchr(e->d_name, 'P'));
+	ck_assert_ptr_nonnull(strchr(e->d_name, 'Q'));
+	ck_assert_ptr_null(strchr(e->d_name, ':'));
+	snprintf(path, sizeof(path), "%s/new/%s", dir_a, e->d_name);
+	closedir(dp);
+	ck_assert_int_eq(mode_of(path), 0600);
+	f = fopen(path, "r");
+	ck_assert(fgets(path, sizeof(path), f) != NULL);
+	fclose(f);
+	ck_assert_str_eq(path, "hello\n");
+}
+END_TEST
+
+START_TEST(large_messages_stream_through_the_buffer)
+{
+	const char *dirs[] = { dir_a, dir_b };
+	static char chunk[10000];
+	char path[512];
+	struct stat st;
+	struct dirent *e;
+	DIR *dp;
+
+	memset(chunk, 'q', sizeof(chunk));
+	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	for (int i = 0; i < 100; i++)
+		maildir_write(&d, chunk, sizeof(chunk));
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	snprintf(path, sizeof(path), "%s/new", dir_b);
+	dp = opendir(path);
+	while ((e = readdir(dp)) != NULL && e->d_name[0] == '.')
+		;
+	snprintf(path, sizeof(path), "%s/new/%s", dir_b, e->d_name);
+	closedir(dp);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, 1000000);
+	ck_assert_int_eq(count(dir_a, "new"), 1);
+}
+END_TEST
+
+START_TEST(each_delivery_gets_a_new_name_and_id)
+{
+	const char *dirs[] = { dir_a };
+	char first[64];
+
+	for (int i = 0; i < 50; i++) {
+		ck_assert_int_eq(maildir_begin(&d, dirs, 1), DELIVER_OK);
+		if (i == 0)
+			snprintf(first, sizeof(first), "%s", d.id);
+		else
+			ck_assert_str_ne(first, d.id);
+		ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	}
+	ck_assert_int_eq(count(dir_a, "new"), 50);
+}
+END_TEST
+
+START_TEST(abort_leaves_nothing)
+{
+	const char *dirs[] = { dir_a, dir_b };
+
+	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	maildir_write(&d, "partial", 7);
+	maildir_abort(&d);
+	ck_assert_int_eq(count(dir_a, "tmp") + count(dir_a, "new"), 0);
+	ck_assert_int_eq(count(dir_b, "tmp") + count(dir_b, "new"), 0);
+}
+END_TEST
+
+/* A later rename fails: the copy already in the first new/ comes back out. */
+START_TEST(a_failed_publish_undoes_the_earlier_ones)
+{
+	const char *dirs[] = { dir_a, dir_b };
+	char path[512];
+
+	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	maildir_write(&d, "x\n", 2);
+	snprintf(path, sizeof(path), "%s/new", dir_b);
+	ck_assert_int_eq(rmdir(path), 0);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(count(dir_a, "new"), 0);
+	ck_assert_int_eq(count(dir_a, "tmp"), 0);
+	ck_assert_int_eq(count(dir_b, "tmp"), 0);
+}
+END_TEST
+
+START_TEST(an_unusable_maildir_fails_begin_cleanly)
+{
+	char file[160];
+	const char *dirs[] = { dir_a, file };
+	FILE *f;
+
+	snprintf(file, sizeof(file), "%s/plainfile", top);
+	f = fopen(file, "w");
+	fclose(f);
+	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(count(dir_a, "tmp"), 0);
+}
+END_TEST
+
+static Suite *
+maildir_suite(void)
+{
+	Suite *s = suite_create("maildir");
+	TCase *tc = tcase_create("maildir");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, a_message_lands_in_new_with_private_modes);
+	tcase_add_test(tc, large_messages_stream_through_the_buffer);
+	tcase_add_test(tc, each_delivery_gets_a_new_name_and_id);
+	tcase_add_test(tc, abort_leaves_nothing);
+	tcase_add_test(tc, a_failed_publish_undoes_the_earlier_ones);
+	tcase_add_test(tc, an_unusable_maildir_fails_begin_cleanly);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(maildir_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

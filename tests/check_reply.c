@@ -1,0 +1,149 @@
+/* check_reply.c: reply formatting, holding, flushing and write timeouts. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "reply.h"
+
+static struct reply r;
+static int pipefd[2];
+
+static void
+setup(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+	reply_init(&r, pipefd[1], 200);
+}
+
+static void
+teardown(void)
+{
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+/* Everything readable from the pipe right now, NUL-terminated. */
+static const char *
+drain(void)
+{
+	static char buf[131072];
+	ssize_t n = read(pipefd[0], buf, sizeof(buf) - 1);
+
+	buf[n > 0 ? n : 0] = '\0';
+	return buf;
+}
+
+START_TEST(formats_code_enhanced_code_and_text)
+{
+	reply_send(&r, 250, "2.1.0", "Ok %d", 7);
+	reply_send(&r, 220, NULL, "mx ESMTP");
+	ck_assert_int_eq(reply_flush(&r), 0);
+	ck_assert_str_eq(drain(), "250 2.1.0 Ok 7\r\n220 mx ESMTP\r\n");
+}
+END_TEST
+
+START_TEST(multi_line_replies_use_dashes)
+{
+	reply_send_more(&r, 250, "mx");
+	reply_send_more(&r, 250, "PIPELINING");
+	reply_send(&r, 250, NULL, "8BITMIME");
+	reply_flush(&r);
+	ck_assert_str_eq(drain(), "250-mx\r\n250-PIPELINING\r\n250 8BITMIME\r\n");
+}
+END_TEST
+
+START_TEST(replies_are_held_until_flush)
+{
+	reply_send(&r, 250, "2.0.0", "Ok");
+	ck_assert_str_eq(drain(), "");
+	reply_flush(&r);
+	ck_assert_str_eq(drain(), "250 2.0.0 Ok\r\n");
+}
+END_TEST
+
+START_TEST(a_reply_line_never_exceeds_512_octets)
+{
+	char text[2000];
+	const char *out;
+
+	memset(text, 'x', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	reply_send(&r, 500, "5.5.2", "%s", text);
+	reply_flush(&r);
+	out = drain();
+	ck_assert_uint_eq(strlen(out), 511);
+	ck_assert_str_eq(out + 509, "\r\n");
+}
+END_TEST
+
+START_TEST(a_full_buffer_flushes_in_order)
+{
+	char expect[32];
+	const char *out;
+	int i;
+
+	for (i = 0; i < 2000; i++)
+		reply_send(&r, 250, "2.1.5", "Ok %04d", i);
+	reply_flush(&r);
+	out = drain();
+	ck_assert_uint_eq(strlen(out), 2000 * 19);
+	snprintf(expect, sizeof(expect), "250 2.1.5 Ok %04d\r\n", 1234);
+	ck_assert_int_eq(memcmp(out + 1234 * 19, expect, 19), 0);
+}
+END_TEST
+
+START_TEST(a_client_that_never_reads_times_out)
+{
+	int i;
+
+	for (i = 0; i < 100000 && !r.failed; i++)
+		reply_send(&r, 250, "2.1.5", "Ok");
+	ck_assert_int_eq(reply_flush(&r), -1);
+	ck_assert(r.failed);
+}
+END_TEST
+
+START_TEST(a_vanished_client_fails_the_flush)
+{
+	close(pipefd[0]);
+	reply_send(&r, 250, "2.0.0", "Ok");
+	ck_assert_int_eq(reply_flush(&r), -1);
+	pipefd[0] = open("/dev/null", O_RDONLY);
+}
+END_TEST
+
+static Suite *
+reply_suite(void)
+{
+	Suite *s = suite_create("reply");
+	TCase *tc = tcase_create("reply");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, formats_code_enhanced_code_and_text);
+	tcase_add_test(tc, multi_line_replies_use_dashes);
+	tcase_add_test(tc, replies_are_held_until_flush);
+	tcase_add_test(tc, a_reply_line_never_exceeds_512_octets);
+	tcase_add_test(tc, a_full_buffer_flushes_in_order);
+	tcase_add_test(tc, a_client_that_never_reads_times_out);
+	tcase_add_test(tc, a_vanished_client_fails_the_flush);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(reply_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
