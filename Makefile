@@ -24,6 +24,7 @@ check: smtpd $(TESTS)
 	tests/run-units $(TESTS)
 	tests/run-transcripts ./smtpd tests/transcripts/*.txt
 	tests/run-e2e ./smtpd
+	tests/run-hostile ./smtpd
 
 asan:
 	$(MAKE) clean && $(MAKE) check \

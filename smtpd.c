@@ -9,8 +9,10 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@ struct settings {
 	const char *config_file;
 	const char *maildir_option;	/* -m wins over `maildir` */
 	const char *hostname_option;	/* -h wins over `hostname` */
+	const char *user;		/* `user`: who to become when started as root */
 	char	hostname[256];
 	char	error[512];		/* why the configuration is refused */
 };
@@ -158,6 +161,9 @@ apply_line(struct settings *st, char *line, unsigned lineno)
 			return config_error(st, "%s line %u: bad domain %s", st->config_file, lineno, value);
 		if (routes_add_domain(&st->routes, value) == -1)
 			return config_error(st, "out of memory");
+	} else if (strcmp(key, "user") == 0) {
+		if ((st->user = strdup(value)) == NULL)
+			return config_error(st, "out of memory");
 	} else if (strcmp(key, "maildir") == 0) {
 		if ((st->routes.default_maildir = strdup(value)) == NULL)
 			return config_error(st, "out of memory");
@@ -241,6 +247,37 @@ parse_options(struct settings *st, int argc, char **argv)
 	}
 	if (optind != argc)
 		return config_error(st, "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME]");
+	return 0;
+}
+
+/*
+ * Become `user` and its groups, so that no parser bug ever runs as root.
+ * Called after the config and the connection are set up and before the
+ * first byte is read from the client. Not root: stay, if already that user.
+ */
+static int
+drop_privileges(struct settings *st)
+{
+	struct passwd *pw;
+
+	if (st->user == NULL)
+		return 0;
+	errno = 0;
+	if ((pw = getpwnam(st->user)) == NULL)
+		return config_error(st, "unknown user %s", st->user);
+	if (geteuid() != 0) {
+		if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
+			return 0;
+		return config_error(st, "cannot become user %s: not started as root", st->user);
+	}
+	/* Groups first: after setuid() there is no right left to change them. */
+	if (initgroups(pw->pw_name, pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		return config_error(st, "cannot become user %s: %s", st->user, strerror(errno));
+	/* Verify: the change must be complete and irreversible. */
+	if (pw->pw_uid != 0 && (setuid(0) != -1 || geteuid() != pw->pw_uid ||
+	    getuid() != pw->pw_uid || getegid() != pw->pw_gid || getgid() != pw->pw_gid))
+		return config_error(st, "cannot become user %s: still privileged", st->user);
 	return 0;
 }
 
@@ -341,6 +378,8 @@ main(int argc, char **argv)
 	    (st.config_file != NULL && read_config(&st) == -1) || finish_config(&st) == -1)
 		return refuse_setup(out_fd, st.error);
 	find_peer(in_fd, peer, sizeof(peer), literal, sizeof(literal));
+	if (drop_privileges(&st) == -1)
+		return refuse_setup(out_fd, st.error);
 	st.session.hostname = st.hostname;
 	st.session.routes = &st.routes;
 	st.session.peer = peer;
