@@ -95,7 +95,7 @@ reset_transaction(struct session *s)
 	s->smtputf8 = false;
 	s->nrcpt = 0;
 	s->ndirs = 0;
-	if (s->state > S_HELLO)
+	if (s->state == S_MAIL || s->state == S_RCPT)
 		s->state = S_HELLO;
 }
 
