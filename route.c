@@ -60,6 +60,22 @@ routes_add_mailbox(struct routes *rt, const char *address, const char *maildir, 
 	return 0;
 }
 
+void
+routes_free(struct routes *rt)
+{
+	for (size_t i = 0; i < rt->ndomains; i++)
+		free(rt->domains[i]);
+	for (size_t i = 0; i < rt->nboxes; i++) {
+		free(rt->boxes[i].key);
+		free(rt->boxes[i].maildir);
+	}
+	free(rt->domains);
+	free(rt->boxes);
+	rt->domains = NULL;
+	rt->boxes = NULL;
+	rt->ndomains = rt->nboxes = 0;
+}
+
 static int
 cmp_domain(const void *a, const void *b)
 {
@@ -78,8 +94,10 @@ cmp_mailbox(const void *a, const void *b)
 unsigned
 routes_finish(struct routes *rt)
 {
-	qsort(rt->domains, rt->ndomains, sizeof(*rt->domains), cmp_domain);
-	qsort(rt->boxes, rt->nboxes, sizeof(*rt->boxes), cmp_mailbox);
+	if (rt->ndomains > 0)	/* qsort(NULL, 0, ...) is undefined */
+		qsort(rt->domains, rt->ndomains, sizeof(*rt->domains), cmp_domain);
+	if (rt->nboxes > 0)
+		qsort(rt->boxes, rt->nboxes, sizeof(*rt->boxes), cmp_mailbox);
 	for (size_t i = 1; i < rt->nboxes; i++)
 		if (strcmp(rt->boxes[i - 1].key, rt->boxes[i].key) == 0)
 			return rt->boxes[i].line;
@@ -127,7 +145,7 @@ domain_has_boxes(const struct routes *rt, const char *domain)
 static int
 domain_listed(const struct routes *rt, const char *domain)
 {
-	return bsearch(&domain, rt->domains, rt->ndomains, sizeof(*rt->domains),
+	return rt->ndomains > 0 && bsearch(&domain, rt->domains, rt->ndomains, sizeof(*rt->domains),
 	    cmp_domain) != NULL;
 }
 

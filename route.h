@@ -36,6 +36,9 @@ unsigned routes_finish(struct routes *rt);
 /* Any destination at all? A config without one cannot accept mail. */
 int routes_have_destination(const struct routes *rt);
 
+/* Free what the add functions allocated (default_maildir is not owned). */
+void routes_free(struct routes *rt);
+
 /* Route one recipient (RFC 5321 4.5.1: postmaster always has a home). */
 enum route_result routes_lookup(const struct routes *rt, const struct address *a,
     const char **maildir);

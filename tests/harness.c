@@ -159,4 +159,5 @@ harness_finish(struct harness *h)
 		abort();
 	free(h->out);
 	free(h->lines);
+	routes_free(&h->routes);
 }
