@@ -10,13 +10,17 @@ PREFIX ?= /usr/local
 
 all: smtpd
 
-%.o: %.c
+# Rebuild everything when the compiler flags change (plain, asan, ubsan).
+FLAGS := $(CC) $(CFLAGS) $(SAN)
+$(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
+
+%.o: %.c .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
 
 smtpd: smtpd.o $(OBJS)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ smtpd.o $(OBJS) $$(pkg-config --libs libsystemd)
 
-tests/check_%: tests/check_%.c tests/harness.c $(OBJS)
+tests/check_%: tests/check_%.c tests/harness.c $(OBJS) .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
 	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $$(pkg-config --libs check)
 
@@ -34,7 +38,7 @@ ubsan:
 	    SAN='-fsanitize=undefined -fno-sanitize-recover=all'
 
 clean:
-	rm -f smtpd *.o *.d tests/*.d $(TESTS)
+	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags
 
 .PHONY: all check asan ubsan clean
 -include *.d

@@ -121,31 +121,33 @@ keep_helo(struct session *s, const char *arg, size_t len)
 	s->helo[n] = '\0';
 }
 
+/* HELO and EHLO: RFC 5321 4.1.4, a new greeting resets the transaction. */
+static bool
+greet(struct session *s, const char *arg, size_t len, bool esmtp)
+{
+	if (!has_args(len)) {
+		refuse(s, 501, "5.5.4", esmtp ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
+		return false;
+	}
+	keep_helo(s, arg, len);
+	s->esmtp = esmtp;
+	reset_transaction(s);
+	s->state = S_HELLO;
+	return true;
+}
+
 static void
 handle_helo(struct session *s, const char *arg, size_t len)
 {
-	if (!has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: HELO hostname");
-		return;
-	}
-	keep_helo(s, arg, len);
-	s->esmtp = false;
-	reset_transaction(s);
-	s->state = S_HELLO;
-	reply_send(&s->out, 250, NULL, "%s", s->cfg->hostname);
+	if (greet(s, arg, len, false))
+		reply_send(&s->out, 250, NULL, "%s", s->cfg->hostname);
 }
 
 static void
 handle_ehlo(struct session *s, const char *arg, size_t len)
 {
-	if (!has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: EHLO hostname");
+	if (!greet(s, arg, len, true))
 		return;
-	}
-	keep_helo(s, arg, len);
-	s->esmtp = true;
-	reset_transaction(s);
-	s->state = S_HELLO;
 	/* RFC 5321 4.1.1.1: list exactly what we implement (protocol.md 2.9). */
 	reply_send_more(&s->out, 250, "%s", s->cfg->hostname);
 	reply_send_more(&s->out, 250, "PIPELINING");

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "maildir.h"
+#include "harness.h"
 
 static char top[64];
 static char dir_a[128], dir_b[128];
@@ -203,11 +204,5 @@ maildir_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(maildir_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return harness_run_suite(maildir_suite());
 }

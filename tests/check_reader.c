@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "reader.h"
+#include "harness.h"
 
 static struct reader r;
 static int pipefd[2];
@@ -181,11 +182,5 @@ reader_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(reader_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return harness_run_suite(reader_suite());
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "reply.h"
+#include "harness.h"
 
 static struct reply r;
 static int pipefd[2];
@@ -139,11 +140,5 @@ reply_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(reply_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return harness_run_suite(reply_suite());
 }

@@ -161,3 +161,15 @@ harness_finish(struct harness *h)
 	free(h->lines);
 	routes_free(&h->routes);
 }
+
+int
+harness_run_suite(Suite *suite)
+{
+	SRunner *sr = srunner_create(suite);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

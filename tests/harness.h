@@ -2,6 +2,7 @@
 #ifndef SMTPD_HARNESS_H
 #define SMTPD_HARNESS_H
 
+#include <check.h>
 #include <stddef.h>
 
 #include "route.h"
@@ -42,6 +43,9 @@ int harness_count(const struct harness *h, const char *sub);
  * its length in *len when len is not NULL; NULL unless there is exactly one.
  */
 char *harness_message(const struct harness *h, const char *maildir, size_t *len);
+
+/* Run one Check suite; the exit status for main(). */
+int harness_run_suite(Suite *suite);
 
 /* Remove the directory. */
 void harness_finish(struct harness *h);
