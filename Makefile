@@ -24,11 +24,17 @@ tests/check_%: tests/check_%.c tests/harness.c $(OBJS) .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
 	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $$(pkg-config --libs check)
 
-check: smtpd $(TESTS)
+check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-units $(TESTS)
 	tests/run-transcripts ./smtpd tests/transcripts/*.txt
 	tests/run-e2e ./smtpd
 	tests/run-hostile ./smtpd
+	tests/fault/run-faults ./smtpd tests/fault/fault.so
+
+# The fault shim is never built with a sanitizer: it only wraps libc calls.
+tests/fault/fault.so: tests/fault/fault.c
+	$(CC) -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O2 -g -shared -fPIC \
+	    -o $@ tests/fault/fault.c -ldl
 
 asan:
 	$(MAKE) clean && $(MAKE) check \
@@ -38,7 +44,7 @@ ubsan:
 	    SAN='-fsanitize=undefined -fno-sanitize-recover=all'
 
 clean:
-	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags
+	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so
 
 .PHONY: all check asan ubsan clean
 -include *.d

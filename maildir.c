@@ -72,7 +72,29 @@ sync_dir(const char *dir)
 	return rc;
 }
 
-/* mkdir -p with mode 0700; each new directory is synced into its parent. */
+/* Sync the directory that holds path (path itself is left as it was). */
+static int
+sync_parent(char *path)
+{
+	char *slash = strrchr(path, '/');
+	int rc;
+
+	if (slash == NULL)
+		return sync_dir(".");
+	if (slash == path)
+		return sync_dir("/");
+	*slash = '\0';
+	rc = sync_dir(path);
+	*slash = '/';
+	return rc;
+}
+
+/*
+ * mkdir -p with mode 0700; each new directory is synced into its parent.
+ * If that sync fails the new directory is removed again: a later delivery
+ * finding it would never sync it, and a 250 into a directory a crash can
+ * lose would be a broken promise.
+ */
 static int
 make_dirs(const char *path)
 {
@@ -89,16 +111,12 @@ make_dirs(const char *path)
 			continue;
 		buf[i] = '\0';
 		if (mkdir(buf, 0700) == 0) {
-			char *slash = strrchr(buf, '/');
+			if (sync_parent(buf) == -1) {
+				int err = errno;
 
-			if (slash == NULL)
-				sync_dir(".");
-			else if (slash == buf)
-				sync_dir("/");
-			else {
-				*slash = '\0';
-				sync_dir(buf);
-				*slash = '/';
+				rmdir(buf);
+				errno = err;
+				return -1;
 			}
 		} else if (errno != EEXIST) {
 			return -1;

@@ -15,6 +15,24 @@ import time
 SMTPD = os.path.abspath(os.environ.get("SMTPD", "./smtpd"))
 
 
+def sanitizer_reports():
+    """Send sanitizer reports of every child into one directory (stderr may be
+    the client or /dev/null here); returns a function listing what arrived."""
+    where = tempfile.mkdtemp(prefix="smtpd-san.")
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        os.environ[var] = os.environ.get(var, "") + ":log_path=%s/report" % where
+
+    def found():
+        names = os.listdir(where)
+        text = ""
+        for n in names:
+            with open(os.path.join(where, n), errors="replace") as f:
+                text += f.read()
+        shutil.rmtree(where, ignore_errors=True)
+        return text
+    return found
+
+
 class Failed(Exception):
     pass
 
@@ -164,6 +182,7 @@ def main(tests):
     """Run tests [(name, fn)] in order; print one line each and a summary."""
     only = sys.argv[1:]
     passed = failed = 0
+    reports = sanitizer_reports()
     for name, fn in tests:
         if only and name not in only:
             continue
@@ -176,6 +195,10 @@ def main(tests):
             continue
         passed += 1
         print("ok   %s (%.1f s)" % (name, time.monotonic() - start))
+    text = reports()
+    if text:
+        failed += 1
+        print("FAIL sanitizer reports:\n" + text[:4000])
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 

@@ -1,0 +1,325 @@
+/*
+ * fault.c: an LD_PRELOAD shim that makes chosen system calls on the
+ * delivery path fail, for tests/fault/run-faults.
+ *
+ * Only calls on paths under $FAULT_PATH count: opens of files and
+ * directories there, and write/fsync/close on the descriptors those opens
+ * returned, link/rename/mkdir of names there. Replies, logs and the config
+ * file are never touched. $FAULTS is a comma-separated list of rules
+ * "CALL:NTH:WHAT":
+ *   CALL  open diropen write fsync dirfsync close dirclose link rename mkdir
+ *   NTH   fail the NTH such call (from 1), or "*" for every one
+ *   WHAT  an errno name (EIO ENOSPC EDQUOT EINTR EPERM EEXIST EMFILE), or
+ *         "short": a real write of at most half the bytes (at least one)
+ * Each time a rule fires, one line "CALL NTH WHAT" is appended to
+ * $FAULT_LOG, so the driver knows whether its fault was reached.
+ * A close() that fails still closes the descriptor, as Linux does.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum call { C_OPEN, C_DIROPEN, C_WRITE, C_FSYNC, C_DIRFSYNC, C_CLOSE, C_DIRCLOSE,
+	C_LINK, C_RENAME, C_MKDIR, C_NCALLS };
+
+static const char *const call_names[C_NCALLS] = {
+	"open", "diropen", "write", "fsync", "dirfsync", "close", "dirclose",
+	"link", "rename", "mkdir",
+};
+
+#define MAX_RULES	8
+#define MAX_FDS		1024
+
+struct rule {
+	enum call call;
+	unsigned long nth;	/* 0: every call */
+	int	err;		/* 0: short write */
+};
+
+static struct rule rules[MAX_RULES];
+static size_t nrules;
+static unsigned long counts[C_NCALLS];
+static char tracked[MAX_FDS];	/* 0 untracked, 1 file, 2 directory */
+static const char *prefix;
+static size_t prefix_len;
+static bool ready;
+
+static int (*real_open)(const char *, int, ...);
+static int (*real_openat)(int, const char *, int, ...);
+static ssize_t (*real_write)(int, const void *, size_t);
+static int (*real_fsync)(int);
+static int (*real_fdatasync)(int);
+static int (*real_close)(int);
+static int (*real_link)(const char *, const char *);
+static int (*real_rename)(const char *, const char *);
+static int (*real_mkdir)(const char *, mode_t);
+
+static int
+errno_named(const char *s)
+{
+	static const struct { const char *name; int err; } names[] = {
+		{ "EIO", EIO }, { "ENOSPC", ENOSPC }, { "EDQUOT", EDQUOT },
+		{ "EINTR", EINTR }, { "EPERM", EPERM }, { "EEXIST", EEXIST },
+		{ "EMFILE", EMFILE }, { "EACCES", EACCES },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i].name) == 0)
+			return names[i].err;
+	return -1;
+}
+
+static void
+parse_rules(const char *spec)
+{
+	char buf[512], *save = NULL;
+
+	if (snprintf(buf, sizeof(buf), "%s", spec) >= (int)sizeof(buf))
+		abort();
+	for (char *r = strtok_r(buf, ",", &save); r != NULL; r = strtok_r(NULL, ",", &save)) {
+		char *nth = strchr(r, ':'), *what;
+		size_t c;
+
+		if (nth == NULL || (what = strchr(nth + 1, ':')) == NULL || nrules == MAX_RULES)
+			abort();
+		*nth++ = '\0';
+		*what++ = '\0';
+		for (c = 0; c < C_NCALLS && strcmp(r, call_names[c]) != 0; c++)
+			;
+		if (c == C_NCALLS)
+			abort();
+		rules[nrules].call = (enum call)c;
+		rules[nrules].nth = strcmp(nth, "*") == 0 ? 0 : strtoul(nth, NULL, 10);
+		if (strcmp(what, "short") == 0)
+			rules[nrules].err = 0;
+		else if ((rules[nrules].err = errno_named(what)) == -1)
+			abort();
+		nrules++;
+	}
+}
+
+static void
+init(void)
+{
+	const char *spec;
+
+	if (ready)
+		return;
+	real_open = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
+	real_openat = (int (*)(int, const char *, int, ...))dlsym(RTLD_NEXT, "openat");
+	real_write = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+	real_link = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "link");
+	real_rename = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+	real_mkdir = (int (*)(const char *, mode_t))dlsym(RTLD_NEXT, "mkdir");
+	prefix = getenv("FAULT_PATH");
+	prefix_len = prefix != NULL ? strlen(prefix) : 0;
+	if ((spec = getenv("FAULTS")) != NULL && *spec != '\0')
+		parse_rules(spec);
+	ready = true;
+}
+
+static bool
+ours(const char *path)
+{
+	return prefix_len > 0 && path != NULL && strncmp(path, prefix, prefix_len) == 0;
+}
+
+static void
+note(enum call c, unsigned long n, const struct rule *r)
+{
+	const char *log = getenv("FAULT_LOG");
+	char line[128];
+	int len, fd;
+
+	if (log == NULL)
+		return;
+	len = snprintf(line, sizeof(line), "%s %lu %d\n", call_names[c], n, r->err);
+	fd = real_open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return;
+	if (len > 0 && real_write(fd, line, (size_t)len) < 0)
+		len = 0;
+	real_close(fd);
+}
+
+/* Count one call of kind c; the rule that fires for it, or NULL. */
+static const struct rule *
+count(enum call c)
+{
+	unsigned long n = ++counts[c];
+
+	for (size_t i = 0; i < nrules; i++) {
+		if (rules[i].call == c && (rules[i].nth == 0 || rules[i].nth == n)) {
+			note(c, n, &rules[i]);
+			return &rules[i];
+		}
+	}
+	return NULL;
+}
+
+static int
+fail(const struct rule *r)
+{
+	errno = r->err;
+	return -1;
+}
+
+static int
+track(int fd, int flags)
+{
+	if (fd >= 0 && fd < MAX_FDS)
+		tracked[fd] = (flags & O_DIRECTORY) ? 2 : 1;
+	return fd;
+}
+
+static int
+do_open(int dirfd, const char *path, int flags, mode_t mode)
+{
+	const struct rule *r;
+
+	init();
+	if (ours(path) && (r = count((flags & O_DIRECTORY) ? C_DIROPEN : C_OPEN)) != NULL &&
+	    r->err != 0)
+		return fail(r);
+	if (dirfd == AT_FDCWD)
+		return ours(path) ? track(real_open(path, flags, mode), flags) :
+		    real_open(path, flags, mode);
+	return ours(path) ? track(real_openat(dirfd, path, flags, mode), flags) :
+	    real_openat(dirfd, path, flags, mode);
+}
+
+static mode_t
+mode_arg(int flags, va_list ap)
+{
+	return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+}
+
+int
+open(const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode;
+
+	va_start(ap, flags);
+	mode = mode_arg(flags, ap);
+	va_end(ap);
+	return do_open(AT_FDCWD, path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
+
+int
+openat(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	mode_t mode;
+
+	va_start(ap, flags);
+	mode = mode_arg(flags, ap);
+	va_end(ap);
+	return do_open(dirfd, path, flags, mode);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
+
+ssize_t
+write(int fd, const void *p, size_t n)
+{
+	const struct rule *r;
+
+	init();
+	if (fd >= 0 && fd < MAX_FDS && tracked[fd] == 1 && (r = count(C_WRITE)) != NULL) {
+		if (r->err != 0)
+			return fail(r);
+		if (n > 1)
+			n /= 2;	/* a real short write: the caller must write the rest */
+	}
+	return real_write(fd, p, n);
+}
+
+static int
+do_fsync(int fd, int (*real)(int))
+{
+	const struct rule *r;
+
+	init();
+	if (fd >= 0 && fd < MAX_FDS && tracked[fd] != 0 &&
+	    (r = count(tracked[fd] == 2 ? C_DIRFSYNC : C_FSYNC)) != NULL && r->err != 0)
+		return fail(r);
+	return real(fd);
+}
+
+int
+fsync(int fd)
+{
+	init();
+	return do_fsync(fd, real_fsync);
+}
+
+int
+fdatasync(int fd)
+{
+	init();
+	return do_fsync(fd, real_fdatasync);
+}
+
+int
+close(int fd)
+{
+	const struct rule *r = NULL;
+	int kind = 0, rc;
+
+	init();
+	if (fd >= 0 && fd < MAX_FDS && (kind = tracked[fd]) != 0) {
+		tracked[fd] = 0;
+		r = count(kind == 2 ? C_DIRCLOSE : C_CLOSE);
+	}
+	rc = real_close(fd);
+	if (r != NULL && r->err != 0)
+		return fail(r);
+	return rc;
+}
+
+int
+link(const char *from, const char *to)
+{
+	const struct rule *r;
+
+	init();
+	if (ours(to) && (r = count(C_LINK)) != NULL && r->err != 0)
+		return fail(r);
+	return real_link(from, to);
+}
+
+int
+rename(const char *from, const char *to)
+{
+	const struct rule *r;
+
+	init();
+	if (ours(to) && (r = count(C_RENAME)) != NULL && r->err != 0)
+		return fail(r);
+	return real_rename(from, to);
+}
+
+int
+mkdir(const char *path, mode_t mode)
+{
+	const struct rule *r;
+
+	init();
+	if (ours(path) && (r = count(C_MKDIR)) != NULL && r->err != 0)
+		return fail(r);
+	return real_mkdir(path, mode);
+}
