@@ -30,6 +30,7 @@ check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-e2e ./smtpd
 	tests/run-hostile ./smtpd
 	tests/fault/run-faults ./smtpd tests/fault/fault.so
+	tests/run-crash ./smtpd 200
 
 # The fault shim is never built with a sanitizer: it only wraps libc calls.
 tests/fault/fault.so: tests/fault/fault.c
