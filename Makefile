@@ -5,8 +5,11 @@ STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o
 TESTS   = tests/check_reply tests/check_reader \
-          tests/check_maildir tests/check_session
+          tests/check_maildir tests/check_session \
+          tests/check_address
 PREFIX ?= /usr/local
+# address.o needs libidn2 (IDN domains), route.o libcdb (the compiled map).
+MAPLIBS = $$(pkg-config --libs libidn2 libcdb)
 
 all: smtpd
 
@@ -18,11 +21,12 @@ $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
 
 smtpd: smtpd.o $(OBJS)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ smtpd.o $(OBJS) $$(pkg-config --libs libsystemd)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ smtpd.o $(OBJS) $(MAPLIBS) $$(pkg-config --libs libsystemd)
 
 tests/check_%: tests/check_%.c tests/harness.c $(OBJS) .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
-	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $$(pkg-config --libs check)
+	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $(MAPLIBS) \
+	    $$(pkg-config --libs check)
 
 check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-units $(TESTS)

@@ -8,8 +8,9 @@
  */
 #include "address.h"
 
-#include <arpa/inet.h>
+#include <idn2.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -161,18 +162,78 @@ valid_ipv4(const char *p, size_t n)
 	return i == n;
 }
 
-/* All IPv6 forms of RFC 5321 4.1.3 are exactly what inet_pton accepts. */
+static bool
+is_hex(int ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/*
+ * One side of an IPv6 literal: IPv6-hex *(":" IPv6-hex), where the last
+ * piece may be an IPv4-address-literal when v4_ok. Counts the hex groups;
+ * an empty side is allowed only next to "::" (the caller says).
+ */
+static bool
+ipv6_groups(const char *p, size_t n, bool v4_ok, bool empty_ok, unsigned *groups, bool *v4)
+{
+	size_t i = 0;
+
+	*groups = 0;
+	*v4 = false;
+	if (n == 0)
+		return empty_ok;
+	for (;;) {
+		size_t start = i;
+
+		while (i < n && is_hex(p[i]) && i - start < 5)
+			i++;
+		if (i < n && p[i] == '.' && v4_ok) {
+			*v4 = true;
+			return valid_ipv4(p + start, n - start);
+		}
+		if (i == start || i - start > 4)
+			return false;	/* IPv6-hex = 1*4HEXDIG */
+		(*groups)++;
+		if (i == n)
+			return true;
+		if (p[i++] != ':' || i == n)
+			return false;
+	}
+}
+
+/*
+ * RFC 5321 4.1.3, all four forms: IPv6-full (8 groups), IPv6-comp ("::"
+ * stands for at least two groups, so at most 6 others), IPv6v4-full
+ * (6 groups and an IPv4 address), IPv6v4-comp (at most 4 groups besides
+ * the "::" and the IPv4 address). Stricter than inet_pton(3), which takes
+ * "::" for a single group and refuses leading zeros in the IPv4 part.
+ */
 static bool
 valid_ipv6(const char *p, size_t n)
 {
-	char buf[64];
-	unsigned char out[16];
+	const char *dc = NULL;
+	unsigned left, right;
+	bool v4l, v4r;
 
-	if (n == 0 || n >= sizeof(buf))
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] == ':' && p[i + 1] == ':') {
+			if (dc != NULL)
+				return false;	/* one "::" at most */
+			dc = p + i;
+			i++;
+		}
+	}
+	if (dc == NULL) {
+		if (!ipv6_groups(p, n, true, false, &left, &v4l))
+			return false;
+		return v4l ? left == 6 : left == 8;
+	}
+	if (!ipv6_groups(p, (size_t)(dc - p), false, true, &left, &v4l) ||
+	    !ipv6_groups(dc + 2, n - (size_t)(dc - p) - 2, true, true, &right, &v4r))
 		return false;
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	return inet_pton(AF_INET6, buf, out) == 1;
+	if ((dc > p && dc[-1] == ':') || (dc + 2 < p + n && dc[2] == ':'))
+		return false;	/* ":::" */
+	return v4r ? left + right <= 4 : left + right <= 6;
 }
 
 /* General-address-literal = Standardized-tag ":" 1*dcontent. */
@@ -217,7 +278,11 @@ address_valid_domain(const char *p, size_t n, bool utf8)
 	return take_domain(&c) && c.i == n && (utf8 || !c.saw_utf8);
 }
 
-/* Quoted-string: decode into out (canonical form chosen by the caller). */
+/*
+ * Quoted-string: decode into out (canonical form chosen by the caller).
+ * Past out_size the string is still read to its end, so the caller can
+ * tell a long local part (501 too long) from a malformed one.
+ */
 static bool
 take_quoted(struct cursor *c, char *out, size_t *out_len, size_t out_size)
 {
@@ -242,11 +307,10 @@ take_quoted(struct cursor *c, char *out, size_t *out_len, size_t out_size)
 		} else if (ch >= 32 && ch <= 126) {
 			c->i++;
 		} else if (!take_utf8(c)) {
-			return false;
+			return false;	/* CTLs, NUL, bad UTF-8, or the end */
 		}
-		if (o + (c->i - start) > out_size)
-			return false;
-		memcpy(out + o, c->p + start, c->i - start);
+		if (o + (c->i - start) <= out_size)
+			memcpy(out + o, c->p + start, c->i - start);
 		o += c->i - start;
 	}
 }
@@ -402,4 +466,47 @@ address_format(const struct address *a, char *buf, size_t size)
 	if (n < 0)
 		return 0;
 	return (size_t)n < size ? (size_t)n : size - 1;
+}
+
+/*
+ * RFC 5890: a U-label and its A-label are the same label, so domains are
+ * compared as ASCII, lower case, with every U-label turned into its A-label
+ * by libidn2 (UTS 46 non-transitional mapping, which also folds case).
+ * Only a name with a non-ASCII octet reaches libidn2: plain names, A-labels
+ * and address literals cost a loop over their bytes.
+ */
+size_t
+address_domain_key(const char *p, size_t n, char *out, size_t size)
+{
+	bool ascii = true;
+	char in[SMTP_DOMAIN_MAX + 1];
+	uint8_t *alabels = NULL;
+	size_t len;
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			ascii = false;
+	if (ascii) {
+		if (n == 0 || n >= size)
+			return 0;
+		for (size_t i = 0; i < n; i++)
+			out[i] = (p[i] >= 'A' && p[i] <= 'Z') ? (char)(p[i] - 'A' + 'a') : p[i];
+		out[n] = '\0';
+		return n;
+	}
+	if (n > SMTP_DOMAIN_MAX || !address_valid_utf8(p, n))
+		return 0;
+	memcpy(in, p, n);
+	in[n] = '\0';
+	if (idn2_lookup_u8((const uint8_t *)in, &alabels, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) !=
+	    IDN2_OK)
+		return 0;
+	len = strlen((const char *)alabels);
+	if (len == 0 || len >= size) {
+		idn2_free(alabels);
+		return 0;
+	}
+	memcpy(out, alabels, len + 1);
+	idn2_free(alabels);
+	return len;
 }

@@ -43,6 +43,14 @@ bool address_valid_utf8(const char *p, size_t n);
 /* Is p[0..n) a domain name (LDH labels; U-labels when utf8)? */
 bool address_valid_domain(const char *p, size_t n, bool utf8);
 
+/*
+ * The form domains are compared in: ASCII lower case, U-labels turned into
+ * A-labels (so bücher.example and XN--BCHER-KVA.example are one domain);
+ * address literals are only lower-cased. Returns the length written to
+ * out (NUL-terminated), or 0 when p[0..n) is not a valid IDN or too long.
+ */
+size_t address_domain_key(const char *p, size_t n, char *out, size_t size);
+
 /* Write the path "<local@domain>" (or "<>") into buf; returns its length. */
 size_t address_format(const struct address *a, char *buf, size_t size);
 

@@ -2,45 +2,93 @@
 #ifndef SMTPD_ROUTE_H
 #define SMTPD_ROUTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "address.h"
 
+#define ROUTE_PATH_MAX	4096	/* a Maildir path with its folder, NUL included */
+#define ROUTE_TAG_MAX	32	/* longest sub-address tag that can name a folder */
+#define ROUTE_KEY_MAX	(SMTP_LOCAL_MAX + 1 + SMTP_DOMAIN_MAX + 1)
+
+struct route_map;
+
 struct mailbox {
-	char	*key;		/* "local@domain" or "@domain", lower-cased */
+	char	*key;		/* "local@domain" or "@domain", canonical (routes_add_mailbox) */
 	char	*maildir;
 	unsigned line;		/* where the config file said it */
 };
 
 struct routes {
-	char	**domains;	/* `domain` lines, lower-cased, sorted */
+	char	**domains;	/* `domain` lines, canonical, sorted */
 	size_t	ndomains;
 	struct mailbox *boxes;	/* `mailbox` lines, sorted by key */
 	size_t	nboxes;
+	char	**box_domains;	/* domains named by mailbox lines, sorted, distinct */
+	size_t	nbox_domains;
+	char	*first_domain;	/* of the first domain line, else mailbox line: <postmaster> */
 	const char *default_maildir;	/* -m or `maildir`; may be NULL */
+	const char *delimiters;	/* recipient-delimiter: NULL is "+", "" turns it off */
+	bool	create_folders;	/* create-folders yes: a tag may create its folder */
+	struct route_map *map;	/* the compiled map (FILE.cdb) when one is open */
 };
 
 enum route_result {
 	ROUTE_OK,
 	ROUTE_UNKNOWN_USER,	/* 550 5.1.1: a domain we serve, no such mailbox */
 	ROUTE_NOT_OURS,		/* 550 5.7.1: we never relay */
+	ROUTE_TEMPFAIL,		/* 451 4.3.0: the compiled map could not be read */
 };
 
-/* Building, for the config reader. -1 with errno set on failure. */
+/* Where one recipient's copy goes. */
+struct route {
+	char	maildir[ROUTE_PATH_MAX];	/* a configured Maildir, or its folder .TAG */
+	bool	folder;				/* maildir is a Maildir++ folder */
+};
+
+/*
+ * Building, for the config reader: -1 with errno EINVAL for an address or
+ * domain the SMTP grammar refuses, ENAMETOOLONG for a directory too long to
+ * route to, ENOMEM when out of memory. Keys are canonical: local parts as
+ * address.c writes them with ASCII folded to lower case, domains as
+ * address_domain_key() writes them.
+ */
 int routes_add_domain(struct routes *rt, const char *domain);
 int routes_add_mailbox(struct routes *rt, const char *address, const char *maildir, unsigned line);
 
 /* Sort for look-ups; returns the config line of a duplicate address, or 0. */
 unsigned routes_finish(struct routes *rt);
 
+/* Free what the add functions and routes_open_map allocated (default_maildir is not owned). */
+void routes_free(struct routes *rt);
+
 /* Any destination at all? A config without one cannot accept mail. */
 int routes_have_destination(const struct routes *rt);
 
-/* Free what the add functions allocated (default_maildir is not owned). */
-void routes_free(struct routes *rt);
+/*
+ * A served domain whose postmaster has nowhere to go (no mailbox line for
+ * postmaster@, no catch-all, no default Maildir), or NULL when all have one.
+ */
+const char *routes_homeless_postmaster(const struct routes *rt);
 
-/* Route one recipient (RFC 5321 4.5.1: postmaster always has a home). */
+/*
+ * Route one recipient (RFC 5321 4.5.1: postmaster always has a home). A
+ * sub-address user+tag routes like user and fills r->maildir with the
+ * folder MAILDIR/.tag when the tag is a safe name and the folder exists
+ * (or create_folders is set and it could be made).
+ */
 enum route_result routes_lookup(const struct routes *rt, const struct address *a,
-    const char **maildir);
+    struct route *r);
+
+/*
+ * The compiled map: every domain and mailbox line of the configuration in
+ * one cdb, with the other lines of the file kept as settings text
+ * ("LINE TEXT\n" each) for the config reader. routes_write_map writes it to
+ * fd from finished routes; routes_open_map maps it read-only and points
+ * *settings at that text (valid while the map is open). -1 with errno set
+ * on failure; EPROTO for a file that is not such a map.
+ */
+int routes_write_map(const struct routes *rt, int fd, const char *settings, size_t len);
+int routes_open_map(struct routes *rt, int fd, const char **settings, size_t *len);
 
 #endif

@@ -51,7 +51,7 @@ struct session {
 	bool	smtputf8;
 	char	first_rcpt[SMTP_PATH_MAX + 1];
 	unsigned nrcpt;
-	const char **dirs;		/* distinct Maildirs, max_recipients of them */
+	const char **dirs;		/* distinct Maildirs (owned copies), max_recipients of them */
 	size_t	ndirs;
 	struct delivery delivery;
 };
@@ -94,6 +94,8 @@ reset_transaction(struct session *s)
 	s->first_rcpt[0] = '\0';
 	s->smtputf8 = false;
 	s->nrcpt = 0;
+	for (size_t i = 0; i < s->ndirs; i++)
+		free((void *)s->dirs[i]);
 	s->ndirs = 0;
 	if (s->state == S_MAIL || s->state == S_RCPT)
 		s->state = S_HELLO;
@@ -272,18 +274,22 @@ handle_mail(struct session *s, const char *arg, size_t len)
 }
 
 /* Remember the recipient's Maildir once, however many recipients share it. */
-static void
+static int
 add_recipient(struct session *s, const struct address *to, const char *maildir)
 {
 	size_t i;
 
-	if (s->nrcpt++ == 0)
-		address_format(to, s->first_rcpt, sizeof(s->first_rcpt));
 	for (i = 0; i < s->ndirs && strcmp(s->dirs[i], maildir) != 0; i++)
 		;
-	if (i == s->ndirs)
-		s->dirs[s->ndirs++] = maildir;
+	if (i == s->ndirs) {
+		if ((s->dirs[s->ndirs] = strdup(maildir)) == NULL)
+			return -1;
+		s->ndirs++;
+	}
+	if (s->nrcpt++ == 0)
+		address_format(to, s->first_rcpt, sizeof(s->first_rcpt));
 	s->state = S_RCPT;
+	return 0;
 }
 
 static void
@@ -291,7 +297,7 @@ handle_rcpt(struct session *s, const char *arg, size_t len)
 {
 	struct address to;
 	size_t off = skip_keyword(arg, len, "TO:"), used;
-	const char *maildir = NULL;
+	struct route route;
 	enum address_result ar;
 
 	if (s->state != S_MAIL && s->state != S_RCPT) {
@@ -323,17 +329,23 @@ handle_rcpt(struct session *s, const char *arg, size_t len)
 		    s->cfg->peer);
 		return;
 	}
-	switch (routes_lookup(s->cfg->routes, &to, &maildir)) {
+	switch (routes_lookup(s->cfg->routes, &to, &route)) {
 	case ROUTE_UNKNOWN_USER:
 		refuse(s, 550, "5.1.1", "User unknown");
 		return;
 	case ROUTE_NOT_OURS:
 		refuse(s, 550, "5.7.1", "Relay access denied");
 		return;
+	case ROUTE_TEMPFAIL:
+		refuse(s, 451, "4.3.0", "Temporary failure looking up the recipient");
+		return;
 	case ROUTE_OK:
 		break;
 	}
-	add_recipient(s, &to, maildir);
+	if (add_recipient(s, &to, route.maildir) == -1) {
+		refuse(s, 451, "4.3.0", "Out of memory; try again later");
+		return;
+	}
 	reply_send(&s->out, 250, "2.1.5", "Ok");
 }
 

@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -19,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "address.h"
@@ -30,6 +33,7 @@
 
 #define EXIT_CONFIG	78	/* sysexits.h EX_CONFIG */
 #define CONFIG_LINE_MAX	4096
+#define USAGE "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME] | smtpd -C FILE"
 
 struct settings {
 	struct session_config session;
@@ -38,6 +42,9 @@ struct settings {
 	const char *maildir_option;	/* -m wins over `maildir` */
 	const char *hostname_option;	/* -h wins over `hostname` */
 	const char *user;		/* `user`: who to become when started as root */
+	const char *compile_file;	/* -C FILE: write FILE.cdb and exit */
+	char	*settings;		/* -C: the lines that are not domain or mailbox */
+	size_t	settings_len, settings_size;
 	char	hostname[256];
 	char	error[512];		/* why the configuration is refused */
 };
@@ -77,25 +84,6 @@ parse_number(const char *s, unsigned long long min, unsigned long long max,
 	return 0;
 }
 
-/* "local@domain" or "@domain", checked with the SMTP grammar. */
-static int
-valid_mailbox_key(const char *key)
-{
-	const char *at = strrchr(key, '@');
-	char path[SMTP_PATH_MAX + 8];
-	struct address a;
-	size_t used;
-
-	if (at == NULL)
-		return 0;
-	if (at == key)
-		return address_valid_domain(at + 1, strlen(at + 1), true);
-	if (snprintf(path, sizeof(path), "<%s>", key) >= (int)sizeof(path))
-		return 0;
-	return address_parse_path(path, strlen(path), PATH_FORWARD, true, &a, &used) ==
-	    ADDRESS_OK && used == strlen(path);
-}
-
 static int
 apply_number(struct settings *st, const char *key, const char *value, unsigned lineno)
 {
@@ -129,38 +117,114 @@ apply_number(struct settings *st, const char *key, const char *value, unsigned l
 	return config_error(st, "%s line %u: unknown key %s", st->config_file, lineno, key);
 }
 
+/* A yes/no setting. */
+static int
+parse_bool(const char *s, bool *out)
+{
+	if (strcmp(s, "yes") == 0 || strcmp(s, "no") == 0) {
+		*out = s[0] == 'y';
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * recipient-delimiter: the characters that start a sub-address tag, any
+ * one of them (default "+"); none at all turns sub-addresses off. Only
+ * atext other than the dot, so that "user+tag" stays a Dot-string.
+ */
+static int
+apply_delimiters(struct settings *st, const char *value, unsigned lineno)
+{
+	for (const char *p = value; p != NULL && *p != '\0'; p++)
+		if (!((*p >= '!' && *p <= '~') && strchr("\"(),.:;<>@[\\]", *p) == NULL))
+			return config_error(st, "%s line %u: recipient-delimiter takes characters such "
+			    "as + or -, not %c", st->config_file, lineno, *p);
+	free((char *)st->routes.delimiters);
+	if ((st->routes.delimiters = strdup(value != NULL ? value : "")) == NULL)
+		return config_error(st, "out of memory");
+	return 0;
+}
+
+static int
+apply_mailbox(struct settings *st, const char *address, const char *maildir, unsigned lineno)
+{
+	if (maildir == NULL)
+		return config_error(st, "%s line %u: mailbox needs an address and a directory",
+		    st->config_file, lineno);
+	if (routes_add_mailbox(&st->routes, address, maildir, lineno) == 0)
+		return 0;
+	if (errno == EINVAL)
+		return config_error(st, "%s line %u: bad mailbox address %s", st->config_file,
+		    lineno, address);
+	if (errno == ENAMETOOLONG)
+		return config_error(st, "%s line %u: directory name too long", st->config_file,
+		    lineno);
+	return config_error(st, "out of memory");
+}
+
+/* -C keeps every line but the map's own, numbered, for the compiled map. */
+static int
+keep_setting(struct settings *st, const char *line, unsigned lineno)
+{
+	size_t need = strlen(line) + 16;
+	int n;
+
+	if (st->settings_size - st->settings_len < need) {
+		size_t size = (st->settings_size + need) * 2;
+		char *grown = realloc(st->settings, size);
+
+		if (grown == NULL)
+			return config_error(st, "out of memory");
+		st->settings = grown;
+		st->settings_size = size;
+	}
+	n = snprintf(st->settings + st->settings_len, st->settings_size - st->settings_len,
+	    "%u %s\n", lineno, line);
+	if (n < 0 || (size_t)n >= st->settings_size - st->settings_len)
+		return config_error(st, "out of memory");
+	st->settings_len += (size_t)n;
+	return 0;
+}
+
 /* One "key value" line; words are separated by blanks. */
 static int
 apply_line(struct settings *st, char *line, unsigned lineno)
 {
 	char *key, *value, *extra, *save = NULL;
+	char copy[CONFIG_LINE_MAX];
 
+	if (st->compile_file != NULL)
+		snprintf(copy, sizeof(copy), "%s", line);
 	key = strtok_r(line, " \t", &save);
 	if (key == NULL || key[0] == '#')
 		return 0;
 	value = strtok_r(NULL, " \t", &save);
 	extra = strtok_r(NULL, " \t", &save);
-	if (value == NULL)
+	if (st->compile_file != NULL && strcmp(key, "mailbox") != 0 &&
+	    strcmp(key, "domain") != 0 && keep_setting(st, copy, lineno) == -1)
+		return -1;
+	if (strcmp(key, "recipient-delimiter") == 0) {
+		if (apply_delimiters(st, value, lineno) == -1)
+			return -1;
+	} else if (value == NULL) {
 		return config_error(st, "%s line %u: %s needs a value", st->config_file, lineno, key);
-	if (strcmp(key, "mailbox") == 0) {
-		if (extra == NULL)
-			return config_error(st, "%s line %u: mailbox needs an address and a directory",
-			    st->config_file, lineno);
-		if (!valid_mailbox_key(value))
-			return config_error(st, "%s line %u: bad mailbox address %s",
-			    st->config_file, lineno, value);
-		if (routes_add_mailbox(&st->routes, value, extra, lineno) == -1)
-			return config_error(st, "out of memory");
+	} else if (strcmp(key, "mailbox") == 0) {
+		if (apply_mailbox(st, value, extra, lineno) == -1)
+			return -1;
 		extra = strtok_r(NULL, " \t", &save);
 	} else if (strcmp(key, "hostname") == 0) {
 		if (!address_valid_domain(value, strlen(value), false) ||
 		    snprintf(st->hostname, sizeof(st->hostname), "%s", value) >= (int)sizeof(st->hostname))
 			return config_error(st, "%s line %u: bad hostname", st->config_file, lineno);
 	} else if (strcmp(key, "domain") == 0) {
-		if (!address_valid_domain(value, strlen(value), true))
-			return config_error(st, "%s line %u: bad domain %s", st->config_file, lineno, value);
 		if (routes_add_domain(&st->routes, value) == -1)
-			return config_error(st, "out of memory");
+			return config_error(st, errno == EINVAL ? "%s line %u: bad domain %s" :
+			    "%s line %u: out of memory for domain %s", st->config_file, lineno, value);
+	} else if (strcmp(key, "create-folders") == 0) {
+		if (parse_bool(value, &st->routes.create_folders) == -1)
+			return config_error(st, "%s line %u: create-folders is yes or no",
+			    st->config_file, lineno);
 	} else if (strcmp(key, "user") == 0) {
 		if ((st->user = strdup(value)) == NULL)
 			return config_error(st, "out of memory");
@@ -202,10 +266,93 @@ read_config(struct settings *st)
 	return rc;
 }
 
+/* The settings kept in a compiled map: "LINE TEXT\n" each, as keep_setting wrote them. */
+static int
+apply_map_settings(struct settings *st, const char *p, size_t n)
+{
+	char line[CONFIG_LINE_MAX];
+
+	while (n > 0) {
+		const char *nl = memchr(p, '\n', n);
+		size_t len = nl != NULL ? (size_t)(nl - p) : n, i = 0;
+		unsigned long lineno = 0;
+
+		while (i < len && p[i] >= '0' && p[i] <= '9' && lineno < UINT_MAX / 10)
+			lineno = lineno * 10 + (unsigned long)(p[i++] - '0');
+		if (i == 0 || i >= len || p[i] != ' ' || len - i > sizeof(line))
+			return config_error(st, "%s.cdb: damaged settings; run smtpd -C %s again",
+			    st->config_file, st->config_file);
+		memcpy(line, p + i + 1, len - i - 1);
+		line[len - i - 1] = '\0';
+		if (apply_line(st, line, (unsigned)lineno) == -1)
+			return -1;
+		p += len + (nl != NULL);
+		n -= len + (nl != NULL);
+	}
+	return 0;
+}
+
+static bool
+newer(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+static int
+map_path(struct settings *st, char *buf, size_t size, const char *suffix)
+{
+	int n = snprintf(buf, size, "%s.cdb%s", st->config_file, suffix);
+
+	if (n < 0 || (size_t)n >= size)
+		return config_error(st, "%s: name too long", st->config_file);
+	return 0;
+}
+
+/*
+ * -c FILE: FILE.cdb stands for FILE when it is newer (nanosecond mtimes),
+ * so a large map costs one open and one mmap, not a parse. An older one is
+ * ignored with a warning: someone edited FILE and forgot smtpd -C.
+ */
+static int
+load_config(struct settings *st)
+{
+	char path[PATH_MAX];
+	struct stat file, map;
+	const char *settings;
+	size_t len;
+	int fd;
+
+	if (stat(st->config_file, &file) == -1)
+		return config_error(st, "cannot open %s: %s", st->config_file, strerror(errno));
+	if (map_path(st, path, sizeof(path), "") == -1)
+		return -1;
+	if (stat(path, &map) == -1) {
+		if (errno != ENOENT)
+			return config_error(st, "cannot read %s: %s", path, strerror(errno));
+		return read_config(st);
+	}
+	if (!newer(&map.st_mtim, &file.st_mtim)) {
+		log_info("warning: %s is not newer than %s; parsing %s (run smtpd -C %s)",
+		    path, st->config_file, st->config_file, st->config_file);
+		return read_config(st);
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return config_error(st, "cannot read %s: %s", path, strerror(errno));
+	if (routes_open_map(&st->routes, fd, &settings, &len) == -1) {
+		int err = errno;
+
+		close(fd);
+		return config_error(st, "cannot read %s: %s", path,
+		    err == EPROTO ? "not a map made by smtpd -C" : strerror(err));
+	}
+	return apply_map_settings(st, settings, len);
+}
+
 /* After the file: command-line options win, then the checks of the whole. */
 static int
 finish_config(struct settings *st)
 {
+	const char *homeless;
 	unsigned dup;
 
 	if (st->maildir_option != NULL)
@@ -222,7 +369,71 @@ finish_config(struct settings *st)
 	if ((dup = routes_finish(&st->routes)) != 0)
 		return config_error(st, "%s line %u: duplicate mailbox address",
 		    st->config_file, dup);
+	/* RFC 5321 4.5.1: postmaster@ every domain we serve must be deliverable. */
+	if ((homeless = routes_homeless_postmaster(&st->routes)) != NULL)
+		return config_error(st, "%s: postmaster@%s has no Maildir: add a mailbox line for it, "
+		    "a catch-all @%s or a default maildir", st->config_file, homeless, homeless);
 	return 0;
+}
+
+/*
+ * -C FILE: check FILE as a session would, write FILE.cdb beside it through
+ * a temporary file, fsync and rename it into place, so a session sees the
+ * old map or the new one, never half of one. Not a session, so errors go
+ * to stderr as well as to the log: an administrator is reading.
+ */
+static int
+compile_map(struct settings *st)
+{
+	char path[PATH_MAX], tmp[PATH_MAX];
+	struct stat before, after, mine;
+	int fd = -1, tries;
+
+	st->config_file = st->compile_file;
+	if (stat(st->config_file, &before) == -1)
+		return config_error(st, "cannot open %s: %s", st->config_file, strerror(errno));
+	if (read_config(st) == -1 || finish_config(st) == -1 ||
+	    map_path(st, path, sizeof(path), "") == -1 || map_path(st, tmp, sizeof(tmp), ".tmp") == -1)
+		return -1;
+	unlink(tmp);	/* left by a compile that died; ours alone by O_EXCL below */
+	if ((fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) == -1)
+		return config_error(st, "cannot create %s: %s", tmp, strerror(errno));
+	if (routes_write_map(&st->routes, fd, st->settings ? st->settings : "", st->settings_len) == -1 ||
+	    fchmod(fd, before.st_mode & 0644) == -1 || fsync(fd) == -1)
+		goto failed;
+	/*
+	 * The map must be strictly newer than FILE, but file times come from a
+	 * coarse clock: within one tick, wait for the next (a few ms at most).
+	 */
+	for (tries = 0; tries < 2000; tries++) {
+		struct timespec ms = { 0, 1000000 };
+
+		if (futimens(fd, NULL) == -1 || fstat(fd, &mine) == -1)
+			goto failed;
+		if (newer(&mine.st_mtim, &before.st_mtim))
+			break;
+		nanosleep(&ms, NULL);
+	}
+	if (close(fd) == -1) {
+		fd = -1;
+		goto failed;
+	}
+	fd = -1;
+	if (stat(st->config_file, &after) == -1 || newer(&after.st_mtim, &before.st_mtim) ||
+	    after.st_size != before.st_size) {
+		unlink(tmp);
+		return config_error(st, "%s changed while it was compiled; run smtpd -C again",
+		    st->config_file);
+	}
+	if (!newer(&mine.st_mtim, &before.st_mtim) || rename(tmp, path) == -1)
+		goto failed;
+	return 0;
+failed:
+	config_error(st, "cannot write %s: %s", tmp, strerror(errno));
+	if (fd != -1)
+		close(fd);
+	unlink(tmp);
+	return -1;
 }
 
 static int
@@ -230,8 +441,11 @@ parse_options(struct settings *st, int argc, char **argv)
 {
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:m:h:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:m:h:C:")) != -1) {
 		switch (ch) {
+		case 'C':
+			st->compile_file = optarg;
+			break;
 		case 'c':
 			st->config_file = optarg;
 			break;
@@ -242,11 +456,11 @@ parse_options(struct settings *st, int argc, char **argv)
 			st->hostname_option = optarg;
 			break;
 		default:
-			return config_error(st, "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME]");
+			return config_error(st, USAGE);
 		}
 	}
 	if (optind != argc)
-		return config_error(st, "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME]");
+		return config_error(st, USAGE);
 	return 0;
 }
 
@@ -374,8 +588,17 @@ main(int argc, char **argv)
 	st.session.max_recipients = 100;
 	st.session.timeout = 300;
 	st.session.session_timeout = 3600;
-	if (parse_options(&st, argc, argv) == -1 ||
-	    (st.config_file != NULL && read_config(&st) == -1) || finish_config(&st) == -1)
+	if (parse_options(&st, argc, argv) == -1)
+		return refuse_setup(out_fd, st.error);
+	if (st.compile_file != NULL) {
+		if (compile_map(&st) == -1) {
+			log_error("configuration error: %s", st.error);
+			fprintf(stderr, "smtpd: %s\n", st.error);
+			return EXIT_CONFIG;
+		}
+		return 0;
+	}
+	if ((st.config_file != NULL && load_config(&st) == -1) || finish_config(&st) == -1)
 		return refuse_setup(out_fd, st.error);
 	find_peer(in_fd, peer, sizeof(peer), literal, sizeof(literal));
 	if (drop_privileges(&st) == -1)
