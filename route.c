@@ -17,6 +17,7 @@
 #include <cdb.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,87 @@ sort_distinct(char **v, size_t n, bool owned)
 	return o;
 }
 
+static int find_box(const struct routes *, const char *, size_t, struct route *);
+static int listed(char *const *, size_t, const char *);
+
+static int
+has_postmaster(const struct routes *rt, const char *domain)
+{
+	char key[ROUTE_KEY_MAX];
+	size_t klen = make_key(key, sizeof(key), "postmaster", 10, domain, strlen(domain));
+	struct route r;
+
+	return klen == 0 || find_box(rt, key, klen, &r) == 1 ||
+	    find_box(rt, key + 10, klen - 10, &r) == 1;
+}
+
+/* postmaster@domain with the Maildir of boxes[from] (an index: realloc moves them). */
+static int
+append_box(struct routes *rt, const char *domain, size_t from)
+{
+	char key[ROUTE_KEY_MAX];
+	size_t klen = make_key(key, sizeof(key), "postmaster", 10, domain, strlen(domain));
+	struct mailbox *grown = realloc(rt->boxes, (rt->nboxes + 1) * sizeof(*grown));
+	struct mailbox *m;
+
+	if (grown == NULL)
+		return -1;
+	rt->boxes = grown;
+	m = &rt->boxes[rt->nboxes];
+	m->key = copy_string(key, klen);
+	m->maildir = copy_string(rt->boxes[from].maildir, strlen(rt->boxes[from].maildir));
+	m->line = rt->boxes[from].line;
+	if (m->key == NULL || m->maildir == NULL)
+		return -1;
+	rt->nboxes++;
+	return 0;
+}
+
+/*
+ * RFC 5321 4.5.1: postmaster@ every served domain is deliverable. Its own
+ * mailbox line, the domain's catch-all and the default Maildir come first;
+ * without any of them, postmaster@DOMAIN gets the Maildir of the first
+ * mailbox line for DOMAIN in the file (for a domain line without mailbox
+ * lines, of the first mailbox line of all). One pass over the mailboxes, so
+ * a large map stays quick to start; a compiled map carries the result.
+ */
+static int
+add_postmasters(struct routes *rt)
+{
+	size_t nreal = rt->nboxes, first = 0;
+	size_t *firsts;
+	int rc = 0;
+
+	if (nreal == 0)
+		return 0;
+	if ((firsts = malloc(rt->nbox_domains * sizeof(*firsts))) == NULL)
+		return -1;
+	for (size_t d = 0; d < rt->nbox_domains; d++)
+		firsts[d] = SIZE_MAX;
+	for (size_t i = 0; i < nreal; i++) {
+		const char *dom = strrchr(rt->boxes[i].key, '@') + 1;
+		char **at = bsearch(&dom, rt->box_domains, rt->nbox_domains, sizeof(char *), cmp_string);
+		size_t d = (size_t)(at - rt->box_domains);
+
+		if (firsts[d] == SIZE_MAX || rt->boxes[i].line < rt->boxes[firsts[d]].line)
+			firsts[d] = i;
+		if (rt->boxes[i].line < rt->boxes[first].line)
+			first = i;
+	}
+	for (size_t d = 0; d < rt->nbox_domains && rc == 0; d++)
+		if (!has_postmaster(rt, rt->box_domains[d]))
+			rc = append_box(rt, rt->box_domains[d], firsts[d]);
+	for (size_t d = 0; d < rt->ndomains && rc == 0; d++)
+		if (!listed(rt->box_domains, rt->nbox_domains, rt->domains[d]) &&
+		    !has_postmaster(rt, rt->domains[d]))
+			rc = append_box(rt, rt->domains[d], first);
+	free(firsts);
+	/* Each added key is new (has_postmaster said so): no duplicates. */
+	if (rc == 0 && rt->nboxes > nreal)
+		qsort(rt->boxes, rt->nboxes, sizeof(*rt->boxes), cmp_mailbox);
+	return rc;
+}
+
 unsigned
 routes_finish(struct routes *rt)
 {
@@ -211,6 +293,8 @@ routes_finish(struct routes *rt)
 	for (size_t i = 1; i < rt->nboxes; i++)
 		if (strcmp(rt->boxes[i - 1].key, rt->boxes[i].key) == 0)
 			return rt->boxes[i].line;
+	if (rt->default_maildir == NULL && add_postmasters(rt) == -1)
+		abort();
 	return 0;
 }
 
@@ -322,30 +406,6 @@ any_domains(const struct routes *rt)
 {
 	return rt->map != NULL ? rt->map->any_domains :
 	    rt->ndomains > 0;
-}
-
-const char *
-routes_homeless_postmaster(const struct routes *rt)
-{
-	char key[ROUTE_KEY_MAX];
-	struct route r;
-
-	if (rt->default_maildir != NULL)
-		return NULL;
-	for (size_t pass = 0; pass < 2; pass++) {
-		char *const *v = pass == 0 ? rt->domains : rt->box_domains;
-		size_t n = pass == 0 ? rt->ndomains : rt->nbox_domains;
-
-		for (size_t i = 0; i < n; i++) {
-			size_t dlen = strlen(v[i]);
-			size_t k1 = make_key(key, sizeof(key), "postmaster", 10, v[i], dlen);
-
-			if (find_box(rt, key, k1, &r) != 1 &&
-			    find_box(rt, key + 10, k1 - 10, &r) != 1)
-				return v[i];
-		}
-	}
-	return NULL;
 }
 
 /* A tag that may name a folder: no dots, so no "..", no Maildir++ hierarchy. */

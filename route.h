@@ -56,7 +56,13 @@ struct route {
 int routes_add_domain(struct routes *rt, const char *domain);
 int routes_add_mailbox(struct routes *rt, const char *address, const char *maildir, unsigned line);
 
-/* Sort for look-ups; returns the config line of a duplicate address, or 0. */
+/*
+ * Sort for look-ups; returns the config line of a duplicate address, or 0.
+ * Then, without a default Maildir, gives postmaster@ of every served
+ * domain that has no mailbox line and no catch-all the Maildir of the
+ * domain's first mailbox line (RFC 5321 4.5.1: postmaster is always
+ * deliverable).
+ */
 unsigned routes_finish(struct routes *rt);
 
 /* Free what the add functions and routes_open_map allocated (default_maildir is not owned). */
@@ -64,12 +70,6 @@ void routes_free(struct routes *rt);
 
 /* Any destination at all? A config without one cannot accept mail. */
 int routes_have_destination(const struct routes *rt);
-
-/*
- * A served domain whose postmaster has nowhere to go (no mailbox line for
- * postmaster@, no catch-all, no default Maildir), or NULL when all have one.
- */
-const char *routes_homeless_postmaster(const struct routes *rt);
 
 /*
  * Route one recipient (RFC 5321 4.5.1: postmaster always has a home). A

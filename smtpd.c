@@ -352,7 +352,6 @@ load_config(struct settings *st)
 static int
 finish_config(struct settings *st)
 {
-	const char *homeless;
 	unsigned dup;
 
 	if (st->maildir_option != NULL)
@@ -369,10 +368,6 @@ finish_config(struct settings *st)
 	if ((dup = routes_finish(&st->routes)) != 0)
 		return config_error(st, "%s line %u: duplicate mailbox address",
 		    st->config_file, dup);
-	/* RFC 5321 4.5.1: postmaster@ every domain we serve must be deliverable. */
-	if ((homeless = routes_homeless_postmaster(&st->routes)) != NULL)
-		return config_error(st, "%s: postmaster@%s has no Maildir: add a mailbox line for it, "
-		    "a catch-all @%s or a default maildir", st->config_file, homeless, homeless);
 	return 0;
 }
 
