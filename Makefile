@@ -3,10 +3,10 @@
 CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
-OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o
+OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o libsystemd.o
 TESTS   = tests/check_reply tests/check_reader \
           tests/check_maildir tests/check_session \
-          tests/check_address
+          tests/check_address tests/check_log
 PREFIX ?= /usr/local
 # address.o needs libidn2 (IDN domains), route.o libcdb (the compiled map).
 MAPLIBS = $$(pkg-config --libs libidn2 libcdb)
@@ -18,15 +18,17 @@ FLAGS := $(CC) $(CFLAGS) $(SAN)
 $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 
 %.o: %.c .flags
-	$(CC) $(STRICT) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
 
+# libsystemd is opened with dlopen only when needed (libsystemd.c): the
+# headers come from pkg-config, the library is not linked.
 smtpd: smtpd.o $(OBJS)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ smtpd.o $(OBJS) $(MAPLIBS) $$(pkg-config --libs libsystemd)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ smtpd.o $(OBJS) $(MAPLIBS) -ldl
 
 tests/check_%: tests/check_%.c tests/harness.c $(OBJS) .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
 	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $(MAPLIBS) \
-	    $$(pkg-config --libs check)
+	    $$(pkg-config --libs check) -ldl
 
 check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-units $(TESTS)

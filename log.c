@@ -1,23 +1,164 @@
 /*
  * log.c: the one place that writes log lines.
  *
- * Promises: every line goes to syslog(3) with facility mail, and nothing is
- * ever written to stderr, which under inetd, xinetd and systemd's
- * StandardInput=socket is the client connection itself (protocol.md 8).
- * Client text reaches a log line only through log_quote().
+ * Promises: nothing is ever written to stderr, which under inetd, xinetd
+ * and systemd's StandardInput=socket is the client connection itself
+ * (protocol.md 8). Under systemd with the journal attached each line is a
+ * structured entry (sd_journal_sendv, libsystemd loaded on the first line
+ * only then); everywhere else syslog(3), facility mail. Client text reaches
+ * a line only through log_quote().
  */
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 
-#define LOG_QUOTE_MAX 256	/* bytes of client text shown per field */
+#include "libsystemd.h"
+
+#define LOG_QUOTE_MAX	256	/* bytes of client text shown per field */
+#define LOG_LINE_MAX	4096	/* a journal entry's MESSAGE; syslog lines are not cut */
+
+static bool use_journal;
+static const char *log_ident = "smtpd";
+static struct timespec started;	/* for SMTPD_DURATION_MS */
+
+/*
+ * systemd.exec(5): JOURNAL_STREAM is "DEV:INODE" of the stream that stdout
+ * or stderr is connected to. It may be inherited from a parent whose
+ * streams differ from ours, so the descriptor itself must match.
+ */
+static bool
+journal_is_attached(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char end;
+
+	if (env == NULL || sscanf(env, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return false;
+	for (int fd = 1; fd <= 2; fd++)
+		if (fstat(fd, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+		    (unsigned long long)st.st_ino == ino)
+			return true;
+	return false;
+}
 
 void
 log_open(const char *ident)
 {
-	openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	log_ident = ident;
+	clock_gettime(CLOCK_MONOTONIC, &started);
+	use_journal = journal_is_attached();
+	if (!use_journal)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+size_t
+log_fields(const char *line, struct iovec *iov, size_t max, char *buf, size_t size)
+{
+	size_t elen = strcspn(line, " "), n = 0, o;
+	const char *p;
+	int w;
+
+	if (max == 0 || elen == 0 || memchr(line, '=', elen) != NULL)
+		return 0;
+	w = snprintf(buf, size, "SMTPD_EVENT=%.*s", (int)elen, line);
+	if (w < 0 || (size_t)w >= size)
+		return 0;
+	iov[n].iov_base = buf;
+	iov[n++].iov_len = (size_t)w;
+	o = (size_t)w + 1;
+	for (p = line + elen; *p == ' ' && n < max; ) {
+		const char *key = ++p, *eq, *val, *vend;
+		size_t klen;
+
+		for (eq = key; (*eq >= 'a' && *eq <= 'z') || (*eq >= '0' && *eq <= '9') || *eq == '-'; eq++)
+			;
+		if (*eq != '=' || eq == key)
+			break;
+		klen = (size_t)(eq - key);
+		val = eq + 1;
+		if (*val == '"') {
+			val++;
+			if ((vend = strchr(val, '"')) == NULL)
+				break;
+			p = vend + 1;
+		} else {
+			vend = val + strcspn(val, " ");
+			p = vend;
+		}
+		if (*p != '\0' && *p != ' ')
+			break;
+		if (o + 6 + klen + 1 + (size_t)(vend - val) + 1 > size)
+			break;
+		iov[n].iov_base = buf + o;
+		memcpy(buf + o, "SMTPD_", 6);
+		o += 6;
+		for (size_t i = 0; i < klen; i++)
+			buf[o++] = key[i] == '-' ? '_' : (char)(key[i] >= 'a' && key[i] <= 'z' ?
+			    key[i] - 'a' + 'A' : key[i]);
+		buf[o++] = '=';
+		memcpy(buf + o, val, (size_t)(vend - val));
+		o += (size_t)(vend - val);
+		iov[n].iov_len = (size_t)(buf + o - (char *)iov[n].iov_base);
+		buf[o++] = '\0';
+		n++;
+	}
+	return n;
+}
+
+/* One structured entry; -1 when the journal would not take it. */
+static int
+journal_send(int priority, const char *line)
+{
+	char message[LOG_LINE_MAX + 16], head[4][64], fields[LOG_LINE_MAX * 2];
+	struct iovec iov[5 + LOG_FIELDS_MAX];
+	struct timespec now;
+	long long ms;
+	size_t n = 0;
+	int w;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (now.tv_sec - started.tv_sec) * 1000LL + (now.tv_nsec - started.tv_nsec) / 1000000;
+	w = snprintf(message, sizeof(message), "MESSAGE=%s", line);
+	iov[n].iov_base = message;
+	iov[n++].iov_len = w < 0 ? 0 : (size_t)w < sizeof(message) ? (size_t)w : sizeof(message) - 1;
+	snprintf(head[0], sizeof(head[0]), "PRIORITY=%d", priority);
+	snprintf(head[1], sizeof(head[1]), "SYSLOG_IDENTIFIER=%s", log_ident);
+	snprintf(head[2], sizeof(head[2]), "SYSLOG_FACILITY=%d", LOG_MAIL >> 3);
+	snprintf(head[3], sizeof(head[3]), "SMTPD_DURATION_MS=%lld", ms);
+	for (size_t i = 0; i < 4; i++) {
+		iov[n].iov_base = head[i];
+		iov[n++].iov_len = strlen(head[i]);
+	}
+	n += log_fields(line, iov + n, LOG_FIELDS_MAX, fields, sizeof(fields));
+	return libsystemd_journal_sendv(iov, (int)n);
+}
+
+static void
+log_line(int priority, const char *fmt, va_list ap)
+{
+	char line[LOG_LINE_MAX];
+	va_list copy;
+
+	if (use_journal) {
+		va_copy(copy, ap);
+		vsnprintf(line, sizeof(line), fmt, copy);
+		va_end(copy);
+		if (journal_send(priority, line) == 0)
+			return;
+		/* The journal went away: syslog reaches it, or whatever replaced it. */
+		use_journal = false;
+		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	}
+	vsyslog(LOG_MAIL | priority, fmt, ap);
 }
 
 void
@@ -26,7 +167,7 @@ log_info(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsyslog(LOG_MAIL | LOG_INFO, fmt, ap);
+	log_line(LOG_INFO, fmt, ap);
 	va_end(ap);
 }
 
@@ -36,7 +177,7 @@ log_error(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsyslog(LOG_MAIL | LOG_ERR, fmt, ap);
+	log_line(LOG_ERR, fmt, ap);
 	va_end(ap);
 }
 

@@ -1,8 +1,17 @@
-/* log.h: one greppable line per event, to syslog (facility mail), never stderr. */
+/*
+ * log.h: one greppable line per event, never to stderr.
+ *
+ * A line reads "EVENT key=value key=\"quoted value\" ...". It goes to the
+ * journal as a structured entry when our stderr or stdout is a journal
+ * stream (systemd sets JOURNAL_STREAM), each key a SMTPD_KEY field beside
+ * MESSAGE; otherwise, or when the journal refuses it, to syslog (facility
+ * mail).
+ */
 #ifndef SMTPD_LOG_H
 #define SMTPD_LOG_H
 
 #include <stddef.h>
+#include <sys/uio.h>
 
 void log_open(const char *ident);
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -10,11 +19,20 @@ void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Client bytes made safe for one log line: printable ASCII is kept, everything
- * else (CR, LF, NUL, 8-bit) becomes \xHH, and the result is cut at a fixed
- * length. Returns one of a few rotating static buffers, so up to
- * LOG_QUOTE_SLOTS results may appear in one log call.
+ * else (CR, LF, NUL, 8-bit, quote and backslash) becomes \xHH, and the result
+ * is cut at a fixed length. Returns one of a few rotating static buffers, so
+ * up to LOG_QUOTE_SLOTS results may appear in one log call.
  */
 #define LOG_QUOTE_SLOTS 4
 const char *log_quote(const char *p, size_t n);
+
+/*
+ * The journal fields of one line: SMTPD_EVENT=EVENT, then SMTPD_KEY=value
+ * for each key=value that follows (key upper-cased, '-' as '_', quotes
+ * removed), built in buf. Stops at the first word of another shape: MESSAGE
+ * always carries the whole line. Returns the number of iov entries used.
+ */
+#define LOG_FIELDS_MAX 24
+size_t log_fields(const char *line, struct iovec *iov, size_t max, char *buf, size_t size);
 
 #endif

@@ -15,17 +15,19 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
+#include <systemd/sd-daemon.h>	/* SD_LISTEN_FDS_START only: nothing is linked */
 #include <time.h>
 #include <unistd.h>
 
 #include "address.h"
+#include "libsystemd.h"
 #include "log.h"
 #include "reply.h"
 #include "route.h"
@@ -490,40 +492,71 @@ drop_privileges(struct settings *st)
 	return 0;
 }
 
-/* The client's address, for logs and Received; never from DNS. */
-static void
-find_peer(int fd, char *peer, size_t size, char *literal, size_t lsize)
+/* An address as text, an IPv4-mapped IPv6 one as the IPv4 it carries. */
+static bool
+address_text(int family, const void *addr, char *ip, size_t size)
+{
+	if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+		family = AF_INET;
+		addr = (const unsigned char *)addr + 12;
+	}
+	return inet_ntop(family, addr, ip, (socklen_t)size) != NULL;
+}
+
+/* The connection's own peer, when it is a TCP socket. */
+static bool
+peer_from_socket(int fd, char *ip, size_t size)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
-	const char *env;
-	struct in6_addr a6;
-	struct in_addr a4;
 
-	int rc;
+	memset(&ss, 0, sizeof(ss));
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return address_text(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, size);
+	if (ss.ss_family == AF_INET6)
+		return address_text(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, size);
+	return false;
+}
+
+/*
+ * What the launcher says when the connection is not a socket we can ask
+ * (a pipe from a TLS wrapper, a peer already gone): REMOTE_ADDR from
+ * systemd, TCPREMOTEIP from tcpserver (protocol.md 5.3, 5.4).
+ */
+static bool
+peer_from_environment(char *ip, size_t size)
+{
+	static const char *const names[] = { "REMOTE_ADDR", "TCPREMOTEIP" };
+	unsigned char addr[sizeof(struct in6_addr)];
+	const char *env;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if ((env = getenv(names[i])) == NULL)
+			continue;
+		if (inet_pton(AF_INET, env, addr) == 1)
+			return address_text(AF_INET, addr, ip, size);
+		if (inet_pton(AF_INET6, env, addr) == 1)
+			return address_text(AF_INET6, addr, ip, size);
+	}
+	return false;
+}
+
+/*
+ * The client's address for logs ("192.0.2.1", "IPv6:2001:db8::1", or
+ * "local" on a pipe) and for Received (RFC 5321 4.1.3 address literal,
+ * empty on a pipe). Never from DNS.
+ */
+static void
+find_peer(int fd, char *peer, size_t size, char *literal, size_t lsize)
+{
+	char ip[INET6_ADDRSTRLEN];
 
 	snprintf(peer, size, "local");
 	literal[0] = '\0';
-	memset(&ss, 0, sizeof(ss));
-	rc = getpeername(fd, (struct sockaddr *)&ss, &len);
-	if (rc == 0 && ss.ss_family == AF_INET) {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof(ip));
-	} else if (rc == 0 && ss.ss_family == AF_INET6) {
-		struct in6_addr *in6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(in6))
-			inet_ntop(AF_INET, &in6->s6_addr[12], ip, sizeof(ip));
-		else
-			inet_ntop(AF_INET6, in6, ip, sizeof(ip));
-	} else if (((env = getenv("REMOTE_ADDR")) != NULL || (env = getenv("TCPREMOTEIP")) != NULL) &&
-	    (inet_pton(AF_INET, env, &a4) == 1 || inet_pton(AF_INET6, env, &a6) == 1)) {
-		snprintf(ip, sizeof(ip), "%s", env);
-	} else {
+	if (!peer_from_socket(fd, ip, sizeof(ip)) && !peer_from_environment(ip, sizeof(ip)))
 		return;
-	}
-	if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, ':') == NULL)
-		memmove(ip, ip + 7, strlen(ip + 7) + 1);
 	if (strchr(ip, ':') != NULL) {
 		snprintf(peer, size, "IPv6:%s", ip);
 		snprintf(literal, lsize, "[IPv6:%s]", ip);
@@ -575,10 +608,21 @@ main(int argc, char **argv)
 	int in_fd = 0, out_fd = 1;
 
 	log_open("smtpd");
-	/* systemd Accept=yes without StandardInput=socket: fd 3 is the client. */
-	if (sd_listen_fds(1) == 1)
-		in_fd = out_fd = SD_LISTEN_FDS_START;
 	install_signals();
+	/* systemd Accept=yes without StandardInput=socket: fd 3 is the client. */
+	switch (libsystemd_listen_fds()) {
+	case 0:
+		break;
+	case 1:
+		in_fd = out_fd = SD_LISTEN_FDS_START;
+		break;
+	case -1:
+		log_error("LISTEN_PID is ours but libsystemd.so.0 cannot be loaded; using stdin");
+		break;
+	default:
+		log_error("systemd passed several sockets; using stdin (Accept=yes passes one)");
+		break;
+	}
 	st.session.max_message_size = 26214400;
 	st.session.max_recipients = 100;
 	st.session.timeout = 300;
