@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Signals: SIGTERM (a service stop) gets 421 4.3.2 before exit, idle or in
+the middle of DATA, and leaves nothing half-delivered; a client that goes
+away is never a silent death by SIGPIPE; stopping a launcher's whole group
+mid-DATA, as systemd does, still tells the client."""
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import launch  # noqa: E402
+from smtpdtest import (Box, argv, check, main, read_all, read_until,  # noqa: E402
+                       spawn_socket, wait)
+
+HEAD = b"EHLO client.example\r\nMAIL FROM:<s@client.example>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n"
+
+
+def nothing_delivered(box):
+    check(box.files("new") == [], "delivered: %r" % box.files("new"))
+    check(box.files("tmp") == [], "left in tmp/: %r" % box.files("tmp"))
+
+
+def idle():
+    box = Box(timeout=30)
+    try:
+        p, c = spawn_socket(box)
+        check(read_until(c, b"\r\n").startswith(b"220 "), "no greeting")
+        time.sleep(0.1)
+        p.send_signal(signal.SIGTERM)
+        out = read_all(c)
+        status = wait(p, 5)
+        check(re.search(rb"^421 4\.3\.2 ", out, re.M), "no 421 4.3.2: %r" % out)
+        check(status == 1, "exit status %r" % status)
+    finally:
+        box.close()
+
+
+def mid_data():
+    box = Box(timeout=30)
+    try:
+        p, c = spawn_socket(box)
+        c.sendall(HEAD)
+        check(b"354 " in read_until(c, b"354 "), "no 354")
+        c.sendall(b"Subject: half\r\n\r\nfirst half of the body\r\n")
+        time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        out = read_all(c)
+        wait(p, 5)
+        check(re.search(rb"^421 4\.3\.2 ", out, re.M), "no 421 4.3.2: %r" % out)
+        check(b"250 2.0.0" not in out, "a 250 for a half message: %r" % out)
+        nothing_delivered(box)
+    finally:
+        box.close()
+
+
+def pipelined_stop():
+    """Many messages in flight, SIGTERM at a random moment: every 250 after
+    DATA is a file in new/, and there is no other file and nothing in tmp/."""
+    rng = random.Random(os.getpid())
+    msg = (b"MAIL FROM:<s@client.example>\r\nRCPT TO:<a@example.org>\r\nDATA\r\n"
+           b"Subject: many\r\n\r\n" + b"x" * 2000 + b"\r\n.\r\n")
+    for _ in range(8):
+        box = Box(timeout=30)
+        try:
+            p, c = spawn_socket(box)
+            c.sendall(b"EHLO client.example\r\n")
+            read_until(c, b"250 ")
+            c.settimeout(5)
+            for i in range(30):
+                c.sendall(msg)
+                if i == 10:
+                    time.sleep(rng.random() * 0.02)
+                    p.send_signal(signal.SIGTERM)
+            out = read_all(c)
+            wait(p, 5)
+            ids = re.findall(rb"^250 2\.0\.0 (\S+)\r$", out, re.M)
+            files = box.files("new")
+            check(len(files) == len(ids), "%d ids acknowledged, %d files" % (len(ids), len(files)))
+            check(box.files("tmp") == [], "left in tmp/")
+            check(b"421 4.3.2" in out, "no 421 4.3.2")
+        finally:
+            box.close()
+
+
+def sigpipe():
+    """The client reads the greeting and goes; smtpd still delivers what it
+    was sent, and ends by itself, not by SIGPIPE (Popen restores SIGPIPE's
+    default in the child, as a launcher would)."""
+    box = Box(timeout=30)
+    try:
+        p = subprocess.Popen(argv(box), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        check(p.stdout.read(4) == b"220 ", "no greeting")
+        p.stdout.close()
+        p.stdin.write(HEAD + b"Subject: gone\r\n\r\nclient left\r\n.\r\nQUIT\r\n")
+        p.stdin.close()
+        status = wait(p, 10)
+        check(status >= 0, "killed by signal %d" % -status)
+        check(box.files("tmp") == [], "left in tmp/")
+    finally:
+        box.close()
+
+
+def launcher_stop():
+    """systemctl stop: SIGTERM to the launcher and every session it started."""
+    box = Box(timeout=30)
+    try:
+        server = launch.socket_activate(box, inetd=True)
+        c = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        c.sendall(HEAD)
+        check(b"354 " in read_until(c, b"354 "), "no 354")
+        c.sendall(b"Subject: stop\r\n\r\npart\r\n")
+        time.sleep(0.2)
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        out = read_all(c)
+        server.stop()
+        check(re.search(rb"^421 4\.3\.2 ", out, re.M), "no 421 4.3.2: %r" % out)
+        nothing_delivered(box)
+    finally:
+        box.close()
+
+
+main([("SIGTERM while idle", idle),
+      ("SIGTERM mid-DATA", mid_data),
+      ("SIGTERM among pipelined messages", pipelined_stop),
+      ("client gone: no death by SIGPIPE", sigpipe),
+      ("launcher group stopped mid-DATA", launcher_stop)])
