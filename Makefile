@@ -6,7 +6,7 @@ STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
 OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o libsystemd.o
 TESTS   = tests/check_reply tests/check_reader \
           tests/check_maildir tests/check_session \
-          tests/check_address tests/check_log
+          tests/check_address tests/check_log tests/check_route
 PREFIX ?= /usr/local
 # address.o needs libidn2 (IDN domains), route.o libcdb (the compiled map).
 MAPLIBS = $$(pkg-config --libs libidn2 libcdb)

@@ -236,12 +236,18 @@ add_postmasters(struct routes *rt)
 {
 	size_t nreal = rt->nboxes, first = 0;
 	size_t *firsts;
+	bool *lonely;
 	int rc = 0;
 
 	if (nreal == 0)
 		return 0;
-	if ((firsts = malloc(rt->nbox_domains * sizeof(*firsts))) == NULL)
+	firsts = malloc(rt->nbox_domains * sizeof(*firsts));
+	lonely = calloc(rt->ndomains + 1, sizeof(*lonely));
+	if (firsts == NULL || lonely == NULL) {
+		free(firsts);
+		free(lonely);
 		return -1;
+	}
 	for (size_t d = 0; d < rt->nbox_domains; d++)
 		firsts[d] = SIZE_MAX;
 	for (size_t i = 0; i < nreal; i++) {
@@ -254,13 +260,20 @@ add_postmasters(struct routes *rt)
 		if (rt->boxes[i].line < rt->boxes[first].line)
 			first = i;
 	}
+	/* Ask first, add after: appending unsorts the array find_box searches. */
+	for (size_t d = 0; d < rt->nbox_domains; d++)
+		if (has_postmaster(rt, rt->box_domains[d]))
+			firsts[d] = SIZE_MAX;
+	for (size_t d = 0; d < rt->ndomains; d++)
+		lonely[d] = !listed(rt->box_domains, rt->nbox_domains, rt->domains[d]) &&
+		    !has_postmaster(rt, rt->domains[d]);
 	for (size_t d = 0; d < rt->nbox_domains && rc == 0; d++)
-		if (!has_postmaster(rt, rt->box_domains[d]))
+		if (firsts[d] != SIZE_MAX)
 			rc = append_box(rt, rt->box_domains[d], firsts[d]);
 	for (size_t d = 0; d < rt->ndomains && rc == 0; d++)
-		if (!listed(rt->box_domains, rt->nbox_domains, rt->domains[d]) &&
-		    !has_postmaster(rt, rt->domains[d]))
+		if (lonely[d])
 			rc = append_box(rt, rt->domains[d], first);
+	free(lonely);
 	free(firsts);
 	/* Each added key is new (has_postmaster said so): no duplicates. */
 	if (rc == 0 && rt->nboxes > nreal)
