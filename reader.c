@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,10 +27,13 @@ now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+_Static_assert(offsetof(struct reader, buf) + READER_BUFFER == sizeof(struct reader),
+    "reader_init clears everything before buf, so buf stays last");
+
 void
 reader_init(struct reader *r, int fd, int line_timeout_ms, int session_timeout_ms)
 {
-	memset(r, 0, sizeof(*r));
+	memset(r, 0, offsetof(struct reader, buf));	/* buf: only [start, end) is read */
 	r->fd = fd;
 	r->line_timeout_ms = line_timeout_ms;
 	r->session_deadline_ms = now_ms() + session_timeout_ms;

@@ -14,16 +14,20 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+_Static_assert(offsetof(struct reply, buf) + REPLY_BUFFER == sizeof(struct reply),
+    "reply_init clears everything before buf, so buf stays last");
+
 void
 reply_init(struct reply *r, int fd, int timeout_ms)
 {
-	memset(r, 0, sizeof(*r));
+	memset(r, 0, offsetof(struct reply, buf));	/* buf: only [0, len) is read */
 	r->fd = fd;
 	r->timeout_ms = timeout_ms;
 }
