@@ -8,7 +8,9 @@
  */
 #include "address.h"
 
+#include <dlfcn.h>
 #include <idn2.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -468,12 +470,62 @@ address_format(const struct address *a, char *buf, size_t size)
 	return (size_t)n < size ? (size_t)n : size - 1;
 }
 
+typedef int idn2_lookup_u8_fn(const uint8_t *, uint8_t **, int);
+typedef void idn2_free_fn(void *);
+
+/* The pointers we call through must match the headers: a mismatch is a build error. */
+_Static_assert(_Generic(&idn2_lookup_u8, idn2_lookup_u8_fn *: 1, default: 0),
+    "idn2_lookup_u8 changed type");
+_Static_assert(_Generic(&idn2_free, idn2_free_fn *: 1, default: 0),
+    "idn2_free changed type");
+
+static idn2_lookup_u8_fn *lookup_u8;
+static idn2_free_fn *free_u8;
+
+/* ISO C has no cast from void * to a function pointer; POSIX guarantees the sizes. */
+static void *
+symbol(void *lib, const char *name, size_t size, void *fn)
+{
+	void *sym = dlsym(lib, name);
+
+	if (sym != NULL && size == sizeof(sym))
+		memcpy(fn, &sym, size);
+	return sym;
+}
+
+/*
+ * libidn2, opened on first use: linking it would map libidn2 and
+ * libunistring (1.7 MB) into every connection's process, though most never
+ * see a non-ASCII domain (bench/map/RESULTS.md has the cost).
+ */
+static int
+load_idn2(void)
+{
+	static int state;	/* 0 not tried, 1 loaded, -1 failed */
+	void *lib;
+
+	if (state != 0)
+		return state;
+	state = -1;
+	if ((lib = dlopen("libidn2.so.0", RTLD_NOW | RTLD_LOCAL)) == NULL)
+		return state;
+	if (symbol(lib, "idn2_lookup_u8", sizeof(lookup_u8), &lookup_u8) == NULL ||
+	    symbol(lib, "idn2_free", sizeof(free_u8), &free_u8) == NULL) {
+		lookup_u8 = NULL;
+		free_u8 = NULL;
+		return state;
+	}
+	state = 1;
+	return state;
+}
+
 /*
  * RFC 5890: a U-label and its A-label are the same label, so domains are
  * compared as ASCII, lower case, with every U-label turned into its A-label
  * by libidn2 (UTS 46 non-transitional mapping, which also folds case).
  * Only a name with a non-ASCII octet reaches libidn2: plain names, A-labels
- * and address literals cost a loop over their bytes.
+ * and address literals cost a loop over their bytes, and the library is
+ * not even loaded.
  */
 size_t
 address_domain_key(const char *p, size_t n, char *out, size_t size)
@@ -494,19 +546,19 @@ address_domain_key(const char *p, size_t n, char *out, size_t size)
 		out[n] = '\0';
 		return n;
 	}
-	if (n > SMTP_DOMAIN_MAX || !address_valid_utf8(p, n))
+	if (n > SMTP_DOMAIN_MAX || !address_valid_utf8(p, n) || load_idn2() == -1)
 		return 0;
 	memcpy(in, p, n);
 	in[n] = '\0';
-	if (idn2_lookup_u8((const uint8_t *)in, &alabels, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) !=
+	if (lookup_u8((const uint8_t *)in, &alabels, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) !=
 	    IDN2_OK)
 		return 0;
 	len = strlen((const char *)alabels);
 	if (len == 0 || len >= size) {
-		idn2_free(alabels);
+		free_u8(alabels);
 		return 0;
 	}
 	memcpy(out, alabels, len + 1);
-	idn2_free(alabels);
+	free_u8(alabels);
 	return len;
 }
