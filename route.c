@@ -34,6 +34,7 @@
 #define MAP_NDOMAINS	"\001domains"	/* how many `domain` lines, in decimal */
 #define MAP_FIRST	"\001first"	/* routes.first_domain */
 #define MAP_DOMAIN	"\001d:"	/* + domain: its flags, below */
+#define MAP_POSTMASTER	"\001pm:"	/* + domain: postmaster's Maildir, implied */
 
 #define DOMAIN_LISTED	1	/* a `domain` line names it */
 #define DOMAIN_BOXES	2	/* a `mailbox` line names it: unknown users get 5.1.1 */
@@ -148,6 +149,7 @@ routes_add_mailbox(struct routes *rt, const char *address, const char *maildir, 
 	m->key = copy_string(key, klen);
 	m->maildir = copy_string(maildir, strlen(maildir));
 	m->line = line;
+	m->implied = false;
 	if (m->key == NULL || m->maildir == NULL)
 		return -1;
 	rt->nboxes++;
@@ -217,6 +219,7 @@ append_box(struct routes *rt, const char *domain, size_t from)
 	m->key = copy_string(key, klen);
 	m->maildir = copy_string(rt->boxes[from].maildir, strlen(rt->boxes[from].maildir));
 	m->line = rt->boxes[from].line;
+	m->implied = true;
 	if (m->key == NULL || m->maildir == NULL)
 		return -1;
 	rt->nboxes++;
@@ -515,6 +518,30 @@ split_tag(const struct routes *rt, const char *local, size_t n, const char **tag
 	return 0;
 }
 
+/*
+ * A compiled map keeps add_postmasters' lines apart, for use only when no
+ * default Maildir turns up at run time (-m): the parsed routes have them
+ * among the mailboxes already, made after -m was known.
+ */
+static int
+find_implied(const struct routes *rt, const char *domain, size_t dlen, struct route *r)
+{
+	char key[sizeof(MAP_POSTMASTER) + SMTP_DOMAIN_MAX];
+	const char *val;
+	int found;
+
+	if (rt->map == NULL)
+		return 0;
+	memcpy(key, MAP_POSTMASTER, sizeof(MAP_POSTMASTER) - 1);
+	memcpy(key + sizeof(MAP_POSTMASTER) - 1, domain, dlen);
+	found = cdb_find(&rt->map->cdb, key, (unsigned)(sizeof(MAP_POSTMASTER) - 1 + dlen));
+	if (found <= 0)
+		return found;
+	if ((val = cdb_getdata(&rt->map->cdb)) == NULL)
+		return -1;
+	return set_maildir(r, val, cdb_datalen(&rt->map->cdb));
+}
+
 static const char *
 first_domain(const struct routes *rt)
 {
@@ -585,10 +612,14 @@ routes_lookup(const struct routes *rt, const struct address *a, struct route *r)
 			return ROUTE_NOT_OURS;
 		if ((flags & DOMAIN_BOXES) && !postmaster)
 			return ROUTE_UNKNOWN_USER;
-		if (rt->default_maildir == NULL)
-			return flags != 0 ? ROUTE_UNKNOWN_USER : ROUTE_NOT_OURS;
-		if (set_maildir(r, rt->default_maildir, strlen(rt->default_maildir)) != 1)
-			return ROUTE_TEMPFAIL;
+		if (rt->default_maildir != NULL) {
+			if (set_maildir(r, rt->default_maildir, strlen(rt->default_maildir)) != 1)
+				return ROUTE_TEMPFAIL;
+		} else if (!postmaster || flags == 0 ||
+		    (found = find_implied(rt, domain, dlen, r)) != 1) {
+			return found == -1 ? ROUTE_TEMPFAIL :
+			    flags != 0 ? ROUTE_UNKNOWN_USER : ROUTE_NOT_OURS;
+		}
 	}
 	choose_folder(rt, r, tag, tag_len);
 	return ROUTE_OK;
@@ -638,9 +669,20 @@ routes_write_map(const struct routes *rt, int fd, const char *settings, size_t l
 	if (rt->first_domain != NULL)
 		rc |= put(&mk, MAP_FIRST, sizeof(MAP_FIRST) - 1, rt->first_domain,
 		    strlen(rt->first_domain));
-	for (size_t b = 0; b < rt->nboxes && rc == 0; b++)
-		rc |= put(&mk, rt->boxes[b].key, strlen(rt->boxes[b].key), rt->boxes[b].maildir,
-		    strlen(rt->boxes[b].maildir));
+	for (size_t b = 0; b < rt->nboxes && rc == 0; b++) {
+		const struct mailbox *m = &rt->boxes[b];
+		char key[sizeof(MAP_POSTMASTER) + SMTP_DOMAIN_MAX];
+		const char *domain = strrchr(m->key, '@') + 1;
+		size_t dlen = strlen(domain);
+
+		if (!m->implied) {
+			rc = put(&mk, m->key, strlen(m->key), m->maildir, strlen(m->maildir));
+			continue;
+		}
+		memcpy(key, MAP_POSTMASTER, sizeof(MAP_POSTMASTER) - 1);
+		memcpy(key + sizeof(MAP_POSTMASTER) - 1, domain, dlen);
+		rc = put(&mk, key, sizeof(MAP_POSTMASTER) - 1 + dlen, m->maildir, strlen(m->maildir));
+	}
 	/* Both domain lists are sorted: merge them into one record per domain. */
 	while (rc == 0 && (i < rt->ndomains || j < rt->nbox_domains)) {
 		int c = i == rt->ndomains ? 1 : j == rt->nbox_domains ? -1 :

@@ -17,6 +17,7 @@ struct mailbox {
 	char	*key;		/* "local@domain" or "@domain", canonical (routes_add_mailbox) */
 	char	*maildir;
 	unsigned line;		/* where the config file said it */
+	bool	implied;	/* postmaster@ given a home by routes_finish */
 };
 
 struct routes {

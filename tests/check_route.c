@@ -225,6 +225,34 @@ START_TEST(host_table_compiled)
 END_TEST
 
 /*
+ * A map compiled without a default Maildir, used with -m: postmaster goes
+ * to the default, as it would with the file parsed after -m.
+ */
+START_TEST(compiled_postmaster_yields_to_a_run_time_default)
+{
+	static char dflt[256];
+	struct route r;
+
+	setup_host();
+	use_compiled_map();
+	ck_assert_int_eq(route("<postmaster@example.org>", &r), ROUTE_OK);
+	ck_assert_str_eq(r.maildir, at("alice"));
+	snprintf(dflt, sizeof(dflt), "%s", at("default"));
+	rt.default_maildir = dflt;
+	ck_assert_int_eq(route("<postmaster@example.org>", &r), ROUTE_OK);
+	ck_assert_str_eq(r.maildir, at("default"));
+	ck_assert_int_eq(route("<postmaster@nopm.example>", &r), ROUTE_OK);
+	ck_assert_str_eq(r.maildir, at("default"));
+	ck_assert_int_eq(route("<postmaster@b\xc3\xbc" "cher.example>", &r), ROUTE_OK);
+	ck_assert_str_eq(r.maildir, at("pm-buecher"));
+	ck_assert_int_eq(route("<alice@example.org>", &r), ROUTE_OK);
+	ck_assert_str_eq(r.maildir, at("alice"));
+	ck_assert_int_eq(route("<nobody@example.org>", &r), ROUTE_UNKNOWN_USER);
+	remove_top();
+}
+END_TEST
+
+/*
  * A default Maildir, "-" as the delimiter, create-folders yes: unknown
  * users of a domain with mailbox lines are still refused, other served
  * domains go to the default, folders are made only from safe tags.
@@ -573,6 +601,7 @@ route_suite(void)
 	tcase_add_loop_test(tc, host_table_compiled, 0, nhost);
 	tcase_add_loop_test(tc, default_table_parsed, 0, ndefault);
 	tcase_add_loop_test(tc, default_table_compiled, 0, ndefault);
+	tcase_add_test(tc, compiled_postmaster_yields_to_a_run_time_default);
 	tcase_add_test(tc, folders_are_not_created_by_default);
 	tcase_add_test(tc, empty_delimiter_turns_sub_addresses_off);
 	tcase_add_test(tc, bad_config_addresses_are_refused);
