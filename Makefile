@@ -8,6 +8,11 @@ TESTS   = tests/check_reply tests/check_reader \
           tests/check_maildir tests/check_session \
           tests/check_address tests/check_log tests/check_route
 PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+SYSCONFDIR ?= $(PREFIX)/etc
+MANDIR ?= $(PREFIX)/share/man
+DOCDIR ?= $(PREFIX)/share/doc/smtpd
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 # route.o needs libcdb (the compiled map); address.o opens libidn2 with
 # dlopen when a non-ASCII domain first needs it (idn2.h for the types only).
 MAPLIBS = $$(pkg-config --libs libcdb)
@@ -17,6 +22,11 @@ all: smtpd
 # Rebuild everything when the compiler flags change (plain, asan, ubsan).
 FLAGS := $(CC) $(CFLAGS) $(SAN)
 $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
+# make may have looked at the directory before the line above wrote .flags
+# (right after a clean): without a rule it then takes .flags as missing and
+# falls back to its built-in %.o rule, losing STRICT and SAN.
+.flags:
+	echo '$(FLAGS)' > $@
 
 %.o: %.c .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
@@ -44,6 +54,32 @@ tests/fault/fault.so: tests/fault/fault.c
 	$(CC) -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O2 -g -shared -fPIC \
 	    -o $@ tests/fault/fault.c -ldl
 
+# The units, examples and man page name the /usr/local paths; the installed
+# copies name the ones chosen here.
+INSTALL_PATHS = sed -e 's|/usr/local/sbin|$(SBINDIR)|g' \
+    -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' \
+    -e 's|/usr/local/share/doc/smtpd|$(DOCDIR)|g' -e 's|/usr/local/share/man|$(MANDIR)|g'
+INSTALL_DOCS  = units/inetd.conf units/xinetd.conf units/tcpserver.run
+
+install: smtpd
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(DOCDIR)
+	install -m 0755 smtpd $(DESTDIR)$(SBINDIR)/smtpd
+	$(INSTALL_PATHS) smtpd.8 > $(DESTDIR)$(MANDIR)/man8/smtpd.8
+	$(INSTALL_PATHS) units/smtpd.socket > $(DESTDIR)$(UNITDIR)/smtpd.socket
+	$(INSTALL_PATHS) units/smtpd@.service > $(DESTDIR)$(UNITDIR)/smtpd@.service
+	for f in $(INSTALL_DOCS); do \
+	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(DOCDIR)/$${f#units/} || exit 1; done
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(UNITDIR)/smtpd.socket \
+	    $(DESTDIR)$(UNITDIR)/smtpd@.service $(DESTDIR)$(DOCDIR)/*
+	chmod 0755 $(DESTDIR)$(DOCDIR)/tcpserver.run
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8 \
+	    $(DESTDIR)$(UNITDIR)/smtpd.socket $(DESTDIR)$(UNITDIR)/smtpd@.service
+	for f in $(INSTALL_DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$${f#units/}; done
+	-rmdir $(DESTDIR)$(DOCDIR)
+
 asan:
 	$(MAKE) clean && $(MAKE) check \
 	    SAN='-fsanitize=address -fno-omit-frame-pointer'
@@ -54,5 +90,5 @@ ubsan:
 clean:
 	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so
 
-.PHONY: all check asan ubsan clean
+.PHONY: all check install uninstall asan ubsan clean
 -include *.d
