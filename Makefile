@@ -79,6 +79,21 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/smtpd.socket $(DESTDIR)$(UNITDIR)/smtpd@.service
 	for f in $(INSTALL_DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$${f#units/}; done
 	-rmdir $(DESTDIR)$(DOCDIR)
+# libFuzzer over the real session code: clang, ASan and UBSan (fuzz/).
+# fuzz-smoke is the short run CI makes; FUZZ_TIME=3600 for a long one.
+FUZZ_FLAGS = -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_SRCS  = $(OBJS:.o=.c)
+FUZZ_TIME ?= 60
+
+fuzz/fuzz-session: fuzz/fuzz_session.c $(FUZZ_SRCS) *.h
+	clang $(STRICT) $(FUZZ_FLAGS) -I. -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS)
+
+fuzz-smoke: fuzz/fuzz-session
+	rm -rf fuzz/seeds && fuzz/make-seeds fuzz/seeds
+	mkdir -p fuzz/corpus
+	fuzz/fuzz-session -max_total_time=$(FUZZ_TIME) -max_len=4096 -timeout=10 \
+	    -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=fuzz/ \
+	    fuzz/corpus fuzz/seeds
 
 asan:
 	$(MAKE) clean && $(MAKE) check \
@@ -88,7 +103,8 @@ ubsan:
 	    SAN='-fsanitize=undefined -fno-sanitize-recover=all'
 
 clean:
-	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so
+	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so fuzz/fuzz-session
 
 .PHONY: all check install uninstall asan ubsan clean
+.PHONY: all check asan ubsan clean fuzz-smoke
 -include *.d

@@ -89,6 +89,10 @@ reply_flush(struct reply *r)
 /* Append one formatted line, cut to the RFC's reply line limit. */
 static void
 append_line(struct reply *r, const char *head, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void
+append_line(struct reply *r, const char *head, const char *fmt, va_list ap)
 {
 	char line[SMTP_REPLY_MAX];
 	int h = snprintf(line, sizeof(line), "%s", head);

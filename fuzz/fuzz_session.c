@@ -1,0 +1,169 @@
+/*
+ * fuzz_session.c: libFuzzer harness for the whole receive path.
+ *
+ * Each input is one client byte stream, fed through the real session_run()
+ * from a temporary file (so nothing blocks), its replies thrown away, its
+ * messages delivered into a throw-away Maildir on tmpfs. The first byte
+ * picks how many bytes each read(2) returns (0 = as many as fit), so line
+ * and CRLF boundaries fall anywhere. After every run promise 1 is checked:
+ * nothing is left in tmp/ of any Maildir; every file in new/ ends with a
+ * newline (the stored form of the CRLF before the final dot); there are
+ * messages in new/ exactly when some data got "250 2.0.0 <id>", and at
+ * least one per such reply. A breach aborts, which libFuzzer reports as a
+ * crash.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "route.h"
+#include "session.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char top[64];
+static char maildir_default[128], maildir_a[128], maildir_b[128];
+static struct routes routes;
+static int input_fd, output_fd;
+
+/* Does the file end in a newline? */
+static int
+ends_in_newline(const char *file)
+{
+	int fd = open(file, O_RDONLY);
+	off_t size;
+	char c = 0;
+
+	if (fd == -1)
+		return 0;
+	size = lseek(fd, 0, SEEK_END);
+	if (size <= 0 || pread(fd, &c, 1, size - 1) != 1)
+		c = 0;
+	close(fd);
+	return c == '\n';
+}
+
+/* Remove every file in dir/sub; returns how many there were. */
+static int
+empty_dir(const char *dir, const char *sub)
+{
+	char path[PATH_MAX], file[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		if (snprintf(file, sizeof(file), "%s/%s", path, e->d_name) >= (int)sizeof(file))
+			abort();
+		if (strcmp(sub, "new") == 0 && !ends_in_newline(file))
+			abort();	/* a partial message in new/ */
+		unlink(file);
+	}
+	closedir(d);
+	return n;
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+	char path[128];
+
+	(void)argc;
+	(void)argv;
+	/* Log lines are still formatted and quoted, but not sent. */
+	setlogmask(LOG_UPTO(LOG_EMERG));
+	snprintf(top, sizeof(top), "%s/smtpd-fuzz.XXXXXX", base);
+	if (mkdtemp(top) == NULL)
+		abort();
+	snprintf(maildir_default, sizeof(maildir_default), "%s/Maildir", top);
+	snprintf(maildir_a, sizeof(maildir_a), "%s/a/Maildir", top);
+	snprintf(maildir_b, sizeof(maildir_b), "%s/b/Maildir", top);
+	routes.default_maildir = maildir_default;
+	if (routes_add_domain(&routes, "example.org") == -1 ||
+	    routes_add_mailbox(&routes, "a@example.org", maildir_a, 1) == -1 ||
+	    routes_add_mailbox(&routes, "b@example.org", maildir_b, 2) == -1 ||
+	    routes_add_mailbox(&routes, "@example.net", maildir_b, 3) == -1)
+		abort();
+	routes_finish(&routes);
+	snprintf(path, sizeof(path), "%s/input", top);
+	if ((input_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) == -1)
+		abort();
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/output", top);
+	if ((output_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) == -1)
+		abort();
+	unlink(path);
+	return 0;
+}
+
+/* Promise 1: a finished session leaves nothing in tmp/. */
+static int
+check_maildir(const char *dir)
+{
+	if (empty_dir(dir, "tmp") != 0)
+		abort();
+	return empty_dir(dir, "new");
+}
+
+/* How many "250 2.0.0 <id>" replies (the answer to a delivered message). */
+static size_t
+count_delivered(void)
+{
+	static char out[1 << 20];
+	ssize_t n = pread(output_fd, out, sizeof(out) - 1, 0);
+	size_t count = 0;
+
+	if (n < 0)
+		abort();
+	out[n] = '\0';
+	for (const char *p = out; (p = strstr(p, "250 2.0.0 ")) != NULL; p += 10)
+		if ((p == out || p[-1] == '\n') && strncmp(p + 10, "Ok\r\n", 4) != 0)
+			count++;
+	return count;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct session_config cfg;
+	size_t delivered;
+	int files;
+
+	if (size == 0)
+		return 0;
+	if (ftruncate(output_fd, 0) == -1 || ftruncate(input_fd, 0) == -1 ||
+	    pwrite(input_fd, data + 1, size - 1, 0) != (ssize_t)(size - 1) ||
+	    lseek(input_fd, 0, SEEK_SET) == -1 || lseek(output_fd, 0, SEEK_SET) == -1)
+		abort();
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.hostname = "mx.example";
+	cfg.max_message_size = 2048;	/* small, so size limits are reached */
+	cfg.max_recipients = 4;
+	cfg.timeout = 10;
+	cfg.session_timeout = 60;
+	cfg.routes = &routes;
+	cfg.peer = "192.0.2.7";
+	cfg.peer_literal = "[192.0.2.7]";
+	cfg.read_limit = data[0] % 8;
+	session_run(&cfg, input_fd, output_fd);
+	delivered = count_delivered();
+	files = check_maildir(maildir_default) + check_maildir(maildir_a) +
+	    check_maildir(maildir_b);
+	if ((delivered == 0) != (files == 0) || (size_t)files < delivered)
+		abort();
+	return 0;
+}
