@@ -28,6 +28,9 @@ $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 .flags:
 	echo '$(FLAGS)' > $@
 
+# make caches the directory before $(shell) writes .flags: say it can be made.
+.flags: ;
+
 %.o: %.c .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
 
@@ -52,7 +55,7 @@ check: smtpd $(TESTS) tests/fault/fault.so
 # The fault shim is never built with a sanitizer: it only wraps libc calls.
 tests/fault/fault.so: tests/fault/fault.c
 	$(CC) -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O2 -g -shared -fPIC \
-	    -o $@ tests/fault/fault.c -ldl
+	    -o $@ tests/fault/fault.c
 
 # The units, examples and man page name the /usr/local paths; the installed
 # copies name the ones chosen here.
@@ -86,7 +89,7 @@ FUZZ_SRCS  = $(OBJS:.o=.c)
 FUZZ_TIME ?= 60
 
 fuzz/fuzz-session: fuzz/fuzz_session.c $(FUZZ_SRCS) *.h
-	clang $(STRICT) $(FUZZ_FLAGS) -I. -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS)
+	clang $(STRICT) $(FUZZ_FLAGS) -I. -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS) $(MAPLIBS)
 
 fuzz-smoke: fuzz/fuzz-session
 	rm -rf fuzz/seeds && fuzz/make-seeds fuzz/seeds

@@ -88,7 +88,7 @@ def argv(box):
     return [SMTPD, "-c", box.config]
 
 
-def run_pipe(box, data, limit=10, env=None, cmd=None):
+def run_pipe(box, data, limit=30, env=None, cmd=None):
     """Feed data on a pipe, collect all replies; returns (replies, status, seconds)."""
     start = time.monotonic()
     p = subprocess.Popen(cmd or argv(box), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -134,7 +134,7 @@ class Listener:
         conn.close()
         return c
 
-    def close(self, limit=10):
+    def close(self, limit=30):
         self.sock.close()
         for p in self.procs:
             try:

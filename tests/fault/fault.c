@@ -14,9 +14,12 @@
  * Each time a rule fires, one line "CALL NTH WHAT" is appended to
  * $FAULT_LOG, so the driver knows whether its fault was reached.
  * A close() that fails still closes the descriptor, as Linux does.
+ *
+ * The real calls are made with syscall(2), not looked up with dlsym: under
+ * ASan the runtime may call open() while it starts, before dlsym can be
+ * used, and the settings are read again until they are there.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 enum call { C_OPEN, C_DIROPEN, C_WRITE, C_FSYNC, C_DIRFSYNC, C_CLOSE, C_DIRCLOSE,
@@ -52,15 +56,59 @@ static const char *prefix;
 static size_t prefix_len;
 static bool ready;
 
-static int (*real_open)(const char *, int, ...);
-static int (*real_openat)(int, const char *, int, ...);
-static ssize_t (*real_write)(int, const void *, size_t);
-static int (*real_fsync)(int);
-static int (*real_fdatasync)(int);
-static int (*real_close)(int);
-static int (*real_link)(const char *, const char *);
-static int (*real_rename)(const char *, const char *);
-static int (*real_mkdir)(const char *, mode_t);
+static int
+real_open(const char *path, int flags, mode_t mode)
+{
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+static int
+real_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+}
+
+static ssize_t
+real_write(int fd, const void *p, size_t n)
+{
+	return (ssize_t)syscall(SYS_write, fd, p, n);
+}
+
+static int
+real_fsync(int fd)
+{
+	return (int)syscall(SYS_fsync, fd);
+}
+
+static int
+real_fdatasync(int fd)
+{
+	return (int)syscall(SYS_fdatasync, fd);
+}
+
+static int
+real_close(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
+
+static int
+real_link(const char *from, const char *to)
+{
+	return (int)syscall(SYS_linkat, AT_FDCWD, from, AT_FDCWD, to, 0);
+}
+
+static int
+real_rename(const char *from, const char *to)
+{
+	return (int)syscall(SYS_renameat, AT_FDCWD, from, AT_FDCWD, to);
+}
+
+static int
+real_mkdir(const char *path, mode_t mode)
+{
+	return (int)syscall(SYS_mkdirat, AT_FDCWD, path, mode);
+}
 
 static int
 errno_named(const char *s)
@@ -111,19 +159,9 @@ init(void)
 {
 	const char *spec;
 
-	if (ready)
+	if (ready || (prefix = getenv("FAULT_PATH")) == NULL)
 		return;
-	real_open = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, "open");
-	real_openat = (int (*)(int, const char *, int, ...))dlsym(RTLD_NEXT, "openat");
-	real_write = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
-	real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-	real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-	real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
-	real_link = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "link");
-	real_rename = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
-	real_mkdir = (int (*)(const char *, mode_t))dlsym(RTLD_NEXT, "mkdir");
-	prefix = getenv("FAULT_PATH");
-	prefix_len = prefix != NULL ? strlen(prefix) : 0;
+	prefix_len = strlen(prefix);
 	if ((spec = getenv("FAULTS")) != NULL && *spec != '\0')
 		parse_rules(spec);
 	ready = true;
@@ -132,7 +170,7 @@ init(void)
 static bool
 ours(const char *path)
 {
-	return prefix_len > 0 && path != NULL && strncmp(path, prefix, prefix_len) == 0;
+	return ready && prefix_len > 0 && path != NULL && strncmp(path, prefix, prefix_len) == 0;
 }
 
 static void
@@ -263,14 +301,12 @@ do_fsync(int fd, int (*real)(int))
 int
 fsync(int fd)
 {
-	init();
 	return do_fsync(fd, real_fsync);
 }
 
 int
 fdatasync(int fd)
 {
-	init();
 	return do_fsync(fd, real_fdatasync);
 }
 
