@@ -28,9 +28,6 @@ $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 .flags:
 	echo '$(FLAGS)' > $@
 
-# make caches the directory before $(shell) writes .flags: say it can be made.
-.flags: ;
-
 %.o: %.c .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
 
@@ -82,6 +79,7 @@ uninstall:
 	    $(DESTDIR)$(UNITDIR)/smtpd.socket $(DESTDIR)$(UNITDIR)/smtpd@.service
 	for f in $(INSTALL_DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$${f#units/}; done
 	-rmdir $(DESTDIR)$(DOCDIR)
+
 # libFuzzer over the real session code: clang, ASan and UBSan (fuzz/).
 # fuzz-smoke is the short run CI makes; FUZZ_TIME=3600 for a long one.
 # (clang, unlike gcc, wants a format attribute on every vprintf wrapper.)
@@ -111,6 +109,5 @@ ubsan:
 clean:
 	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so fuzz/fuzz-session
 
-.PHONY: all check install uninstall asan ubsan clean
-.PHONY: all check asan ubsan clean fuzz-smoke
+.PHONY: all check install uninstall asan ubsan clean fuzz-smoke
 -include *.d
