@@ -17,7 +17,7 @@ for flags in "" "--pipeline"; do
 	    <"$dir/body$n" >"$dir/swaks$n.log" 2>&1 || { cat "$dir/swaks$n.log"; exit 1; }
 	n=$((n + 1))
 done
-count=$(ls "$dir/Maildir/new" | wc -l)
+count=$(find "$dir/Maildir/new" -type f | wc -l)
 [ "$count" -eq 2 ] || { echo "expected 2 messages, found $count"; exit 1; }
 [ -z "$(ls "$dir/Maildir/tmp")" ] || { echo "files left in tmp/"; exit 1; }
 for n in 1 2; do

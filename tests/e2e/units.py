@@ -10,7 +10,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import launch  # noqa: E402
-from smtpdtest import SMTPD, Box, Failed, check, main  # noqa: E402
+from smtpdtest import SMTPD, Box, check, main  # noqa: E402
 
 UNITS = launch.UNITS
 
