@@ -108,8 +108,9 @@ def socket_activate(box, inetd, host="127.0.0.1", family=socket.AF_INET, env=Non
 def tcpserver(box):
     """smtpd under ucspi-tcp's tcpserver, with the run line from units/tcpserver.run."""
     port = free_port()
+    # SMTPD_USER empty: the test's Maildir belongs to whoever runs the test.
     env = dict(os.environ, SMTPD=SMTPD, SMTPD_CONFIG=box.config, SMTPD_ADDRESS="127.0.0.1",
-               SMTPD_PORT=str(port))
+               SMTPD_PORT=str(port), SMTPD_USER="")
     return Launcher(["sh", os.path.join(UNITS, "tcpserver.run")], port, env=env)
 
 
