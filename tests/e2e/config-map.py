@@ -201,6 +201,39 @@ def compiled_map(top, log):
     check(os.stat(conf + ".cdb").st_mtime_ns > os.stat(conf).st_mtime_ns, "recompiled map older")
 
 
+def sub_addresses(top):
+    """recipient-delimiter and create-folders from the file, parsed and compiled."""
+    for compiled in (False, True):
+        base = os.path.join(top, "sub%d" % compiled)
+        box = os.path.join(base, "alice")
+        os.makedirs(os.path.join(box, ".work"))
+        conf = os.path.join(base, "smtpd.conf")
+        for text, rcpt, where in (
+                ("", b"alice+work", ".work"),
+                ("recipient-delimiter\n", b"alice+work", None),
+                ("recipient-delimiter +-\n", b"alice-work", ".work"),
+                ("recipient-delimiter -\ncreate-folders yes\n", b"alice-new", ".new"),
+                ("create-folders no\n", b"alice+other", "")):
+            write(conf, "domain example.org\nmailbox alice@example.org %s\n%s" % (box, text))
+            if compiled:
+                rc, _, err = session(["-C", conf], b"")
+                check(rc == 0, "-C %r: %d %s" % (text, rc, err))
+            elif os.path.exists(conf + ".cdb"):
+                os.unlink(conf + ".cdb")
+            before = {d: delivered(os.path.join(box, d)) for d in ("", ".work", ".new", ".other")}
+            rc, out, _ = session(["-c", conf], b"EHLO c.example\r\nMAIL FROM:<s@c.example>\r\n"
+                                 b"RCPT TO:<" + rcpt + b"@example.org>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n")
+            mode = "compiled" if compiled else "parsed"
+            if where is None:  # sub-addresses off: alice+work is nobody
+                check("550 5.1.1 User unknown" in out and
+                      all(delivered(os.path.join(box, d)) == n for d, n in before.items()),
+                      "%s %r: %s was not refused (%r)" % (mode, text, rcpt, out))
+                continue
+            check(delivered(os.path.join(box, where)) == before[where] + 1,
+                  "%s %r: %s not in %r (%r)" % (mode, text, rcpt, where, out))
+            check(not os.path.exists(os.path.join(box, ".other")), "folder made without create-folders")
+
+
 def main():
     if not os.access(SMTPD, os.X_OK):
         print("no smtpd at", SMTPD)
@@ -210,6 +243,7 @@ def main():
     try:
         bad_configs(top, log)
         compiled_map(top, log)
+        sub_addresses(top)
     finally:
         log.close()
         shutil.rmtree(top, ignore_errors=True)
