@@ -9,12 +9,16 @@
  * nothing is left in tmp/ of any Maildir; every file in new/ ends with a
  * newline (the stored form of the CRLF before the final dot); there are
  * messages in new/ exactly when some data got "250 2.0.0 <id>", and at
- * least one per such reply. A breach aborts, which libFuzzer reports as a
- * crash.
+ * least one per such reply. Promise 4: every reply line is "DDD" then
+ * space or hyphen, printable ASCII, CRLF, at most 512 bytes (RFC 5321
+ * 4.5.3.1.5), so no client byte reaches a reply raw; every log line
+ * (vsyslog is replaced here) is printable ASCII. A breach aborts, which
+ * libFuzzer reports as a crash.
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,21 @@
 
 #include "route.h"
 #include "session.h"
+
+/* Every log line comes here instead of syslog: it must be one clean line. */
+void
+vsyslog(int priority, const char *fmt, va_list ap)
+{
+	char line[8192];
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+
+	(void)priority;
+	if (n < 0)
+		abort();
+	for (int i = 0; i < n && i < (int)sizeof(line) - 1; i++)
+		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e)
+			abort();	/* a raw client byte in a log line */
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -84,8 +103,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
-	/* Log lines are still formatted and quoted, but not sent. */
-	setlogmask(LOG_UPTO(LOG_EMERG));
 	snprintf(top, sizeof(top), "%s/smtpd-fuzz.XXXXXX", base);
 	if (mkdtemp(top) == NULL)
 		abort();
@@ -119,20 +136,46 @@ check_maildir(const char *dir)
 	return empty_dir(dir, "new");
 }
 
-/* How many "250 2.0.0 <id>" replies (the answer to a delivered message). */
-static size_t
-count_delivered(void)
+/* Is out[0..n) a well-formed reply line "DDD[ -]text" ending in CRLF? */
+static int
+good_reply_line(const char *p, size_t n)
 {
-	static char out[1 << 20];
-	ssize_t n = pread(output_fd, out, sizeof(out) - 1, 0);
-	size_t count = 0;
+	if (n < 6 || n > 512 || p[n - 2] != '\r' || p[n - 1] != '\n')
+		return 0;
+	if (p[0] < '2' || p[0] > '5' || p[1] < '0' || p[1] > '9' || p[2] < '0' ||
+	    p[2] > '9' || (p[3] != ' ' && p[3] != '-'))
+		return 0;
+	for (size_t i = 0; i < n - 2; i++)
+		if ((unsigned char)p[i] < 0x20 || (unsigned char)p[i] > 0x7e)
+			return 0;
+	return 1;
+}
 
-	if (n < 0)
+/*
+ * Check every reply line; return how many are "250 2.0.0 <id>", the
+ * answer to a delivered message.
+ */
+static size_t
+check_replies(void)
+{
+	static char out[1 << 22];
+	ssize_t n = pread(output_fd, out, sizeof(out), 0);
+	size_t count = 0, start = 0;
+
+	if (n < 0 || n == (ssize_t)sizeof(out))
 		abort();
-	out[n] = '\0';
-	for (const char *p = out; (p = strstr(p, "250 2.0.0 ")) != NULL; p += 10)
-		if ((p == out || p[-1] == '\n') && strncmp(p + 10, "Ok\r\n", 4) != 0)
+	for (size_t i = 0; i < (size_t)n; i++) {
+		if (out[i] != '\n')
+			continue;
+		if (!good_reply_line(out + start, i + 1 - start))
+			abort();
+		if (strncmp(out + start, "250 2.0.0 ", 10) == 0 &&
+		    strncmp(out + start + 10, "Ok\r\n", 4) != 0)
 			count++;
+		start = i + 1;
+	}
+	if (start != (size_t)n)
+		abort();	/* a reply cut short */
 	return count;
 }
 
@@ -160,7 +203,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.peer_literal = "[192.0.2.7]";
 	cfg.read_limit = data[0] % 8;
 	session_run(&cfg, input_fd, output_fd);
-	delivered = count_delivered();
+	delivered = check_replies();
 	files = check_maildir(maildir_default) + check_maildir(maildir_a) +
 	    check_maildir(maildir_b);
 	if ((delivered == 0) != (files == 0) || (size_t)files < delivered)
