@@ -48,10 +48,10 @@ check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-hostile ./smtpd
 	tests/fault/run-faults ./smtpd tests/fault/fault.so
 	tests/run-crash ./smtpd 200
-	bench/rss ./smtpd
-	@# valgrind cannot run a sanitizer build: the plain one is checked.
-	if [ -z "$(SAN)" ]; then tests/run-valgrind ./smtpd tests/transcripts/*.txt; \
-	else echo "valgrind: skipped for SAN=$(SAN)"; fi
+	@# Memory figures and valgrind mean something only for the plain build.
+	if [ -z "$(SAN)" ]; then bench/rss ./smtpd && \
+	    tests/run-valgrind ./smtpd tests/transcripts/*.txt; \
+	else echo "bench/rss and valgrind: skipped for SAN=$(SAN)"; fi
 
 # The fault shim is never built with a sanitizer: it only wraps libc calls.
 tests/fault/fault.so: tests/fault/fault.c
