@@ -8,13 +8,14 @@
  */
 #include "address.h"
 
-#include <dlfcn.h>
 #include <idn2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "dynlib.h"
 
 struct cursor {
 	const char *p;
@@ -482,17 +483,6 @@ _Static_assert(_Generic(&idn2_free, idn2_free_fn *: 1, default: 0),
 static idn2_lookup_u8_fn *lookup_u8;
 static idn2_free_fn *free_u8;
 
-/* ISO C has no cast from void * to a function pointer; POSIX guarantees the sizes. */
-static void *
-symbol(void *lib, const char *name, size_t size, void *fn)
-{
-	void *sym = dlsym(lib, name);
-
-	if (sym != NULL && size == sizeof(sym))
-		memcpy(fn, &sym, size);
-	return sym;
-}
-
 /*
  * libidn2, opened on first use: linking it would map libidn2 and
  * libunistring (1.7 MB) into every connection's process, though most never
@@ -501,22 +491,13 @@ symbol(void *lib, const char *name, size_t size, void *fn)
 static int
 load_idn2(void)
 {
-	static int state;	/* 0 not tried, 1 loaded, -1 failed */
-	void *lib;
+	static int state;
+	const struct dynlib_symbol syms[] = {
+		{ "idn2_lookup_u8", &lookup_u8, sizeof(lookup_u8) },
+		{ "idn2_free", &free_u8, sizeof(free_u8) },
+	};
 
-	if (state != 0)
-		return state;
-	state = -1;
-	if ((lib = dlopen("libidn2.so.0", RTLD_NOW | RTLD_LOCAL)) == NULL)
-		return state;
-	if (symbol(lib, "idn2_lookup_u8", sizeof(lookup_u8), &lookup_u8) == NULL ||
-	    symbol(lib, "idn2_free", sizeof(free_u8), &free_u8) == NULL) {
-		lookup_u8 = NULL;
-		free_u8 = NULL;
-		return state;
-	}
-	state = 1;
-	return state;
+	return dynlib_load(&state, "libidn2.so.0", syms, sizeof(syms) / sizeof(syms[0]));
 }
 
 /*

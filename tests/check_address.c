@@ -420,11 +420,5 @@ address_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(address_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return harness_run_suite(address_suite());
 }
