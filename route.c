@@ -294,7 +294,7 @@ routes_finish(struct routes *rt)
 	free(rt->first_domain);
 	rt->first_domain = NULL;
 	if (first != NULL && (rt->first_domain = copy_string(first, strlen(first))) == NULL)
-		abort();	/* at start-up, before the greeting: nothing to lose */
+		return ROUTES_NOMEM;
 	rt->ndomains = sort_distinct(rt->domains, rt->ndomains, true);
 	if (rt->nboxes > 0)
 		qsort(rt->boxes, rt->nboxes, sizeof(*rt->boxes), cmp_mailbox);
@@ -302,7 +302,7 @@ routes_finish(struct routes *rt)
 	rt->nbox_domains = 0;
 	rt->box_domains = calloc(rt->nboxes + 1, sizeof(*rt->box_domains));
 	if (rt->box_domains == NULL)
-		abort();	/* at start-up, before the greeting: nothing to lose */
+		return ROUTES_NOMEM;
 	for (size_t i = 0; i < rt->nboxes; i++)
 		rt->box_domains[i] = strrchr(rt->boxes[i].key, '@') + 1;
 	rt->nbox_domains = sort_distinct(rt->box_domains, rt->nboxes, false);
@@ -310,7 +310,7 @@ routes_finish(struct routes *rt)
 		if (strcmp(rt->boxes[i - 1].key, rt->boxes[i].key) == 0)
 			return rt->boxes[i].line;
 	if (rt->default_maildir == NULL && add_postmasters(rt) == -1)
-		abort();
+		return ROUTES_NOMEM;
 	return 0;
 }
 

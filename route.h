@@ -2,6 +2,7 @@
 #ifndef SMTPD_ROUTE_H
 #define SMTPD_ROUTE_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -57,8 +58,11 @@ struct route {
 int routes_add_domain(struct routes *rt, const char *domain);
 int routes_add_mailbox(struct routes *rt, const char *address, const char *maildir, unsigned line);
 
+#define ROUTES_NOMEM	UINT_MAX	/* routes_finish ran out of memory */
+
 /*
- * Sort for look-ups; returns the config line of a duplicate address, or 0.
+ * Sort for look-ups; returns the config line of a duplicate address, 0
+ * when there is none, or ROUTES_NOMEM.
  * Then, without a default Maildir, gives postmaster@ of every served
  * domain that has no mailbox line and no catch-all the Maildir of the
  * domain's first mailbox line (RFC 5321 4.5.1: postmaster is always

@@ -367,7 +367,9 @@ finish_config(struct settings *st)
 		snprintf(st->hostname, sizeof(st->hostname), "localhost");
 	if (!routes_have_destination(&st->routes))
 		return config_error(st, "no destination: give -m, a maildir or a mailbox line");
-	if ((dup = routes_finish(&st->routes)) != 0)
+	if ((dup = routes_finish(&st->routes)) == ROUTES_NOMEM)
+		return config_error(st, "out of memory");
+	if (dup != 0)
 		return config_error(st, "%s line %u: duplicate mailbox address",
 		    st->config_file, dup);
 	return 0;
