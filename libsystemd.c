@@ -8,14 +8,13 @@
  */
 #include "libsystemd.h"
 
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-journal.h>
-
-#include "dynlib.h"
 
 typedef int listen_fds_fn(int);
 typedef int journal_sendv_fn(const struct iovec *, int);
@@ -29,16 +28,36 @@ _Static_assert(_Generic(&sd_journal_sendv, journal_sendv_fn *: 1, default: 0),
 static listen_fds_fn *listen_fds;
 static journal_sendv_fn *journal_sendv;
 
+/* ISO C has no cast from void * to a function pointer; POSIX guarantees the sizes. */
+static void *
+symbol(void *lib, const char *name, size_t size, void *fn)
+{
+	void *sym = dlsym(lib, name);
+
+	if (sym != NULL && size == sizeof(sym))
+		memcpy(fn, &sym, size);
+	return sym;
+}
+
 static int
 load(void)
 {
-	static int state;
-	const struct dynlib_symbol syms[] = {
-		{ "sd_listen_fds", &listen_fds, sizeof(listen_fds) },
-		{ "sd_journal_sendv", &journal_sendv, sizeof(journal_sendv) },
-	};
+	static int state;	/* 0 not tried, 1 loaded, -1 failed */
+	void *lib;
 
-	return dynlib_load(&state, "libsystemd.so.0", syms, sizeof(syms) / sizeof(syms[0]));
+	if (state != 0)
+		return state;
+	state = -1;
+	if ((lib = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL)) == NULL)
+		return state;
+	if (symbol(lib, "sd_listen_fds", sizeof(listen_fds), &listen_fds) == NULL ||
+	    symbol(lib, "sd_journal_sendv", sizeof(journal_sendv), &journal_sendv) == NULL) {
+		listen_fds = NULL;
+		journal_sendv = NULL;
+		return state;
+	}
+	state = 1;
+	return state;
 }
 
 int
