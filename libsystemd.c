@@ -2,9 +2,9 @@
  * libsystemd.c: libsystemd, loaded on first use.
  *
  * Promises: nothing is loaded until a caller needs systemd (a LISTEN_PID
- * for this process, or a journal entry to send); the library is then
- * opened once and its symbols checked against the installed headers at
- * compile time. Decides nothing itself: smtpd.c and log.c choose when.
+ * for this process); the library is then opened once and its symbol
+ * checked against the installed header at compile time. Journal entries
+ * do not need it: log.c speaks the journal's native protocol itself.
  */
 #include "libsystemd.h"
 
@@ -14,19 +14,14 @@
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
-#include <systemd/sd-journal.h>
 
 typedef int listen_fds_fn(int);
-typedef int journal_sendv_fn(const struct iovec *, int);
 
 /* The pointers we call through must match the headers: a mismatch is a build error. */
 _Static_assert(_Generic(&sd_listen_fds, listen_fds_fn *: 1, default: 0),
     "sd_listen_fds changed type");
-_Static_assert(_Generic(&sd_journal_sendv, journal_sendv_fn *: 1, default: 0),
-    "sd_journal_sendv changed type");
 
 static listen_fds_fn *listen_fds;
-static journal_sendv_fn *journal_sendv;
 
 /* ISO C has no cast from void * to a function pointer; POSIX guarantees the sizes. */
 static void *
@@ -50,10 +45,8 @@ load(void)
 	state = -1;
 	if ((lib = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL)) == NULL)
 		return state;
-	if (symbol(lib, "sd_listen_fds", sizeof(listen_fds), &listen_fds) == NULL ||
-	    symbol(lib, "sd_journal_sendv", sizeof(journal_sendv), &journal_sendv) == NULL) {
+	if (symbol(lib, "sd_listen_fds", sizeof(listen_fds), &listen_fds) == NULL) {
 		listen_fds = NULL;
-		journal_sendv = NULL;
 		return state;
 	}
 	state = 1;
@@ -72,12 +65,4 @@ libsystemd_listen_fds(void)
 	if (load() == -1)
 		return -1;
 	return listen_fds(1);
-}
-
-int
-libsystemd_journal_sendv(const struct iovec *iov, int n)
-{
-	if (load() == -1)
-		return -1;
-	return journal_sendv(iov, n) < 0 ? -1 : 0;
 }

@@ -1,5 +1,5 @@
 /*
- * libsystemd.h: the two libsystemd calls smtpd makes, with the library
+ * libsystemd.h: the libsystemd call smtpd makes, with the library
  * loaded (dlopen) only by the process that needs it. Linking it instead
  * would map libsystemd and its compression and crypto libraries into every
  * connection's process: about 1.4 MiB of resident memory and a measurable
@@ -8,16 +8,11 @@
 #ifndef SMTPD_LIBSYSTEMD_H
 #define SMTPD_LIBSYSTEMD_H
 
-#include <sys/uio.h>
-
 /*
  * sd_listen_fds(1): how many sockets systemd passed, from fd 3 on, with
  * the LISTEN_* variables then removed. 0 without loading anything unless
  * LISTEN_PID names this process; -1 when the library cannot be loaded.
  */
 int libsystemd_listen_fds(void);
-
-/* sd_journal_sendv(): one structured journal entry. -1 on any failure. */
-int libsystemd_journal_sendv(const struct iovec *iov, int n);
 
 #endif
