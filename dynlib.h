@@ -1,8 +1,8 @@
 /*
  * dynlib.h: a shared library opened with dlopen(3) on first use, for the
- * libraries most connections never need (libidn2; libsystemd.c does the
- * same for libsystemd): linked, each would be mapped into every
- * connection's process.
+ * libraries most connections never need (libidn2 in address.c, libsystemd
+ * in libsystemd.c): linked, each would be mapped into every connection's
+ * process.
  */
 #ifndef SMTPD_DYNLIB_H
 #define SMTPD_DYNLIB_H

@@ -2,18 +2,18 @@
  * libsystemd.c: libsystemd, loaded on first use.
  *
  * Promises: nothing is loaded until a caller needs systemd (a LISTEN_PID
- * for this process); the library is then opened once and its symbol
- * checked against the installed header at compile time. Journal entries
+ * for this process); the library is then opened once (dynlib.c) and its
+ * symbol checked against the installed header at compile time. Journal entries
  * do not need it: log.c speaks the journal's native protocol itself.
  */
 #include "libsystemd.h"
 
-#include <dlfcn.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
+
+#include "dynlib.h"
 
 typedef int listen_fds_fn(int);
 
@@ -23,34 +23,15 @@ _Static_assert(_Generic(&sd_listen_fds, listen_fds_fn *: 1, default: 0),
 
 static listen_fds_fn *listen_fds;
 
-/* ISO C has no cast from void * to a function pointer; POSIX guarantees the sizes. */
-static void *
-symbol(void *lib, const char *name, size_t size, void *fn)
-{
-	void *sym = dlsym(lib, name);
-
-	if (sym != NULL && size == sizeof(sym))
-		memcpy(fn, &sym, size);
-	return sym;
-}
-
 static int
 load(void)
 {
-	static int state;	/* 0 not tried, 1 loaded, -1 failed */
-	void *lib;
+	static int state;	/* dynlib_load: 0 not tried, 1 loaded, -1 failed */
+	static const struct dynlib_symbol syms[] = {
+		{ "sd_listen_fds", &listen_fds, sizeof(listen_fds) },
+	};
 
-	if (state != 0)
-		return state;
-	state = -1;
-	if ((lib = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL)) == NULL)
-		return state;
-	if (symbol(lib, "sd_listen_fds", sizeof(listen_fds), &listen_fds) == NULL) {
-		listen_fds = NULL;
-		return state;
-	}
-	state = 1;
-	return state;
+	return dynlib_load(&state, "libsystemd.so.0", syms, 1);
 }
 
 int
