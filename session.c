@@ -93,6 +93,23 @@ session_close(struct session *s, int code, const char *ecode, const char *why)
 	s->state = S_CLOSED;
 }
 
+/*
+ * A read that brought no line ends the session: 421 on a timeout or a stop
+ * (RFC 5321 3.8), silence when the client is gone.
+ */
+static void
+close_after_read(struct session *s, enum read_result r)
+{
+	if (r == READ_TIMEOUT)
+		session_close(s, 421, "4.4.2", "Error: timeout exceeded");
+	else if (r == READ_STOPPED)
+		session_close(s, 421, "4.3.2", "Service shutting down");
+	else if (r == READ_EOF)
+		session_close(s, 0, NULL, "client closed the connection");
+	else
+		session_close(s, 0, NULL, "connection lost");
+}
+
 static void
 reset_transaction(struct session *s)
 {
@@ -504,20 +521,10 @@ handle_data(struct session *s, const char *arg, size_t len)
 	reply_send(&s->out, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	write_trace_headers(s);
 	receive_data(s, &st);
-	switch (st.read) {
-	case READ_LINE:
+	if (st.read == READ_LINE)
 		finish_data(s, &st);
-		break;
-	case READ_TIMEOUT:
-		session_close(s, 421, "4.4.2", "Error: timeout exceeded");
-		break;
-	case READ_STOPPED:
-		session_close(s, 421, "4.3.2", "Service shutting down");
-		break;
-	default:	/* RFC 5321 4.1.1.10: the client left, the transaction is void */
-		session_close(s, 0, NULL, "client closed the connection during DATA");
-		break;
-	}
+	else	/* RFC 5321 4.1.1.10: a transaction cut short is void */
+		close_after_read(s, st.read);
 	reset_transaction(s);
 }
 
@@ -642,17 +649,8 @@ handle_line(struct session *s, enum read_result r, const struct line *line)
 		s->verb = "too-long";
 		refuse(s, 500, "5.5.2", "Line too long");
 		break;
-	case READ_TIMEOUT:
-		session_close(s, 421, "4.4.2", "Error: timeout exceeded");
-		break;
-	case READ_STOPPED:
-		session_close(s, 421, "4.3.2", "Service shutting down");
-		break;
-	case READ_EOF:
-		session_close(s, 0, NULL, "client closed the connection");
-		break;
-	case READ_ERROR:
-		session_close(s, 0, NULL, "connection lost");
+	default:
+		close_after_read(s, r);
 		break;
 	}
 }
