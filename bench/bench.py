@@ -371,7 +371,9 @@ def run_once(target, wl, n):
 # ---------------------------------------------------------------- per connection
 
 def probe(count, size, argv):
-    out = subprocess.run([BIN + "/probe", str(count), str(size)] + argv,
+    flags = argv[:1] if argv[0] == "-a" else []
+    argv = argv[len(flags):]
+    out = subprocess.run([BIN + "/probe"] + flags + [str(count), str(size)] + argv,
                          stdout=subprocess.PIPE, check=True, timeout=RUN_TIMEOUT).stdout
     rows = [tuple(int(x) for x in line.split()) for line in out.decode().splitlines()]
     if not rows or any(r[2] != 1 for r in rows):
@@ -381,23 +383,45 @@ def probe(count, size, argv):
 
 def callgrind(argv, name):
     out = "%s/callgrind.%s" % (ROOT, name)
-    subprocess.run([BIN + "/probe", "1", str(MSG_SIZE), "/usr/bin/valgrind", "-q",
+    flags = argv[:1] if argv[0] == "-a" else []
+    argv = argv[len(flags):]
+    subprocess.run([BIN + "/probe"] + flags + ["1", str(MSG_SIZE), "/usr/bin/valgrind", "-q",
                     "--tool=callgrind", "--callgrind-out-file=" + out] + argv,
                    stdout=subprocess.DEVNULL, check=True, timeout=RUN_TIMEOUT)
-    total = None
-    with open(out) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                total = int(line.split()[1])
-    ann = subprocess.run(["callgrind_annotate", "--inclusive=no", out],
+    total, by_obj = self_cost_by_object(out)
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", out],
                          stdout=subprocess.PIPE, check=True).stdout.decode()
-    by_obj = {}
-    for line in ann.splitlines():
-        w = line.split()
-        if len(w) >= 3 and w[0].replace(",", "").isdigit() and line.rstrip().endswith("]"):
-            obj = os.path.basename(line.rsplit("[", 1)[1].rstrip("]"))
-            by_obj[obj] = by_obj.get(obj, 0) + int(w[0].replace(",", ""))
     return total, by_obj, ann
+
+
+def self_cost_by_object(path):
+    """Instructions (Ir) per ELF object from a callgrind out file: the cost
+    lines under each ob=, minus the inclusive cost lines after calls=."""
+    names, by_obj, total = {}, {}, 0
+    ob, skip = "?", False
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("ob=", "cob=")):
+                # "ob=(n) name" defines n, "ob=(n)" refers to it; cob= lines
+                # define names too, without changing the current object.
+                ref = line.split("=", 1)[1].strip()
+                num, _, name = ref.partition(")")
+                if name.strip():
+                    names[num] = os.path.basename(name.strip())
+                if line.startswith("ob="):
+                    ob = names.get(num, "?")
+            elif line.startswith("calls="):
+                skip = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                if skip:
+                    skip = False
+                    continue
+                w = line.split()
+                if len(w) >= 2:
+                    by_obj[ob] = by_obj.get(ob, 0) + int(w[1])
+            elif line.startswith(("summary:", "totals:")):
+                total = int(line.split()[1])
+    return total, by_obj
 
 
 def connect_latency(port, count):
@@ -507,13 +531,22 @@ def main():
     conf = smtpd_config()
     pd = fresh_maildir("probe")
     smtpd_argv = [BIN + "/smtpd", "-c", conf, "-m", pd]
-    floor_argv = [BIN + "/floor", pd]
-    floor_sd_argv = [BIN + "/floor-libsystemd", pd]
+    programs = [
+        ("smtpd", smtpd_argv),
+        ("smtpd, socket-activated", ["-a"] + smtpd_argv),
+        ("floor", [BIN + "/floor", pd]),
+        ("floor, socket-activated", ["-a", BIN + "/floor", pd]),
+        ("floor + smtpd's libraries", [BIN + "/floor-smtpd-libs", pd]),
+        ("floor + libsystemd", [BIN + "/floor-libsystemd", pd]),
+    ]
     k = 20 if quick else 300
     per = {}
-    for name, argv in (("smtpd", smtpd_argv), ("floor", floor_argv),
-                       ("floor+libsystemd", floor_sd_argv)):
-        per[name] = probe(k, MSG_SIZE, argv)
+    for rep in range(3):	# interleaved, so load from elsewhere hits all alike
+        for name, argv in programs:
+            lat, rss = probe(k // 3, MSG_SIZE, argv)
+            per.setdefault(name, ([], []))
+            per[name][0].extend(lat)
+            per[name][1].extend(rss)
     rss = {}
     for size in (MSG_SIZE, 1024 * 1024, 25 * 1024 * 1024):
         rss[size] = probe(3, size, smtpd_argv)[1]
@@ -521,9 +554,8 @@ def main():
     res["per"], res["rss"] = per, rss
 
     log("callgrind")
-    res["callgrind"] = {name: callgrind(argv, name.replace("+", "-"))
-                        for name, argv in (("smtpd", smtpd_argv), ("floor", floor_argv),
-                                           ("floor+libsystemd", floor_sd_argv))}
+    res["callgrind"] = {name: callgrind(argv, "%d" % i)
+                        for i, (name, argv) in enumerate(programs)}
     report(args, res, reps, n)
     log("earlier runs' Maildirs are in %s/old-*; deleting them slows file creation on" % ROOT)
     log("this disk for minutes, so bench/run never does: delete them well before the next run")

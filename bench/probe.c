@@ -1,13 +1,15 @@
 /*
  * probe.c: per-connection cost of a per-connection server, without a network.
  *
- *   probe COUNT SIZE PROGRAM [ARGS...]
+ *   probe [-a] COUNT SIZE PROGRAM [ARGS...]
  *
  * COUNT times: a socketpair, fork, exec PROGRAM with the socket as stdin
  * and stdout (as inetd and tcpserver hand it over), time from just before
  * fork() to the first line of the greeting, then one whole session with a
  * SIZE-byte message (EHLO, MAIL, RCPT, DATA, the message, QUIT), and the
- * server's peak RSS (VmHWM) once the message is accepted. One line per
+ * server's peak RSS (VmHWM) once the message is accepted. With -a the
+ * socket is fd 3 and LISTEN_FDS=1, LISTEN_PID are set, as systemd's
+ * Accept=yes and systemd-socket-activate pass it. One line per
  * session on stdout:
  * "greeting_us rss_kib ok", ok being 1 when the DATA got 250 and QUIT 221.
  * Only for benchmarks.
@@ -96,7 +98,7 @@ peak_rss(pid_t pid)
  * shared with this process before exec.
  */
 static int
-probe_once(const char *script, size_t len, char **argv)
+probe_once(const char *script, size_t len, char **argv, int activated)
 {
 	static const char quit[] = "QUIT\r\n";
 	static char replies[65536];
@@ -112,8 +114,16 @@ probe_once(const char *script, size_t len, char **argv)
 	if ((pid = fork()) == -1)
 		return -1;
 	if (pid == 0) {
-		if (dup2(sv[1], 0) == -1 || dup2(sv[1], 1) == -1)
+		char lpid[32];
+
+		if (activated) {
+			snprintf(lpid, sizeof(lpid), "%ld", (long)getpid());
+			if (dup2(sv[1], 3) == -1 || setenv("LISTEN_FDS", "1", 1) == -1 ||
+			    setenv("LISTEN_PID", lpid, 1) == -1)
+				_exit(127);
+		} else if (dup2(sv[1], 0) == -1 || dup2(sv[1], 1) == -1) {
 			_exit(127);
+		}
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -183,16 +193,19 @@ main(int argc, char **argv)
 	long count;
 	size_t len;
 	char *script;
+	int activated = argc > 1 && strcmp(argv[1], "-a") == 0;
 
+	argc -= activated;
+	argv += activated;
 	if (argc < 4) {
-		fprintf(stderr, "usage: probe COUNT SIZE PROGRAM [ARGS...]\n");
+		fprintf(stderr, "usage: probe [-a] COUNT SIZE PROGRAM [ARGS...]\n");
 		return 64;
 	}
 	count = atol(argv[1]);
 	if ((script = make_script((size_t)atol(argv[2]), &len)) == NULL)
 		return 1;
 	for (long i = 0; i < count; i++)
-		if (probe_once(script, len, argv + 3) == -1) {
+		if (probe_once(script, len, argv + 3, activated) == -1) {
 			perror("probe");
 			return 1;
 		}
