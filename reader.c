@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,12 +56,64 @@ reader_ready(const struct reader *r, size_t max)
 	return find_lf(r, max) != NULL || r->end - r->start >= max;
 }
 
+static long long
+deadline_left(const struct reader *r)
+{
+	long long deadline = r->line_deadline_ms < r->session_deadline_ms ?
+	    r->line_deadline_ms : r->session_deadline_ms;
+
+	return deadline - now_ms();
+}
+
+/*
+ * On a socket, take what has already arrived without waiting (MSG_DONTWAIT
+ * is per call: the file's flags, shared with inetd's stdin, stay as they
+ * are), so bulk DATA costs one recv(2) per buffer instead of poll, ppoll
+ * and read. 1 when bytes came, 0 at EOF, -1 when we would block or cannot
+ * tell (a pipe), -2 on an error.
+ */
+static int
+read_quick(struct reader *r, size_t room, bool *would_block)
+{
+	ssize_t n;
+
+	*would_block = false;
+	if (r->not_socket)
+		return -1;
+	n = recv(r->fd, r->buf + r->end, room, MSG_DONTWAIT);
+	if (n > 0) {
+		r->end += (size_t)n;
+		return 1;
+	}
+	if (n == 0)
+		return 0;
+	if (errno == ENOTSOCK)
+		r->not_socket = true;
+	else if (errno == EAGAIN || errno == EWOULDBLOCK)
+		*would_block = true;
+	else if (errno != EINTR)
+		return -2;
+	return -1;
+}
+
+/* Let pending stop signals run their handlers (READER_STOP_CHECK). */
+static void
+let_stop_signals_in(struct reader *r)
+{
+	sigset_t blocked;
+
+	r->reads_since_check = 0;
+	if (sigprocmask(SIG_SETMASK, &r->wait_mask, &blocked) == 0)
+		sigprocmask(SIG_SETMASK, &blocked, NULL);
+}
+
 /* Wait for and read more bytes. */
 static enum read_result
 fill(struct reader *r)
 {
-	long long deadline, left;
 	struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+	bool would_block;
+	long long left;
 	size_t room;
 	ssize_t n;
 
@@ -72,8 +125,22 @@ fill(struct reader *r)
 	room = sizeof(r->buf) - r->end;
 	if (r->read_limit > 0 && room > r->read_limit)
 		room = r->read_limit;
+	if (++r->reads_since_check > READER_STOP_CHECK)
+		let_stop_signals_in(r);
+	if (r->stop != NULL && *r->stop)
+		return READ_STOPPED;
+	if (deadline_left(r) <= 0)
+		return READ_TIMEOUT;
+	switch (read_quick(r, room, &would_block)) {
+	case 1:
+		return READ_LINE;
+	case 0:
+		return READ_EOF;
+	case -2:
+		return READ_ERROR;
+	}
 	/* RFC 2920 3.2: flush pending replies only when we would block. */
-	if (r->before_wait != NULL && poll(&pfd, 1, 0) == 0 &&
+	if (r->before_wait != NULL && (would_block || poll(&pfd, 1, 0) == 0) &&
 	    r->before_wait(r->before_wait_arg) == -1)
 		return READ_ERROR;
 	for (;;) {
@@ -81,10 +148,7 @@ fill(struct reader *r)
 
 		if (r->stop != NULL && *r->stop)
 			return READ_STOPPED;
-		deadline = r->line_deadline_ms < r->session_deadline_ms ?
-		    r->line_deadline_ms : r->session_deadline_ms;
-		left = deadline - now_ms();
-		if (left <= 0)
+		if ((left = deadline_left(r)) <= 0)
 			return READ_TIMEOUT;
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (left % 1000) * 1000000;

@@ -7,6 +7,14 @@
 #include <stddef.h>
 
 #define READER_BUFFER	8192
+/*
+ * Stop signals are blocked except while the reader waits, and ppoll takes
+ * one only when it has to wait: a client that never pauses would hold a
+ * stop off for as long as it sends. So every READER_STOP_CHECK reads that
+ * did not wait, pending stop signals are let in: a stop waits behind at
+ * most 64 KiB of input.
+ */
+#define READER_STOP_CHECK	8
 
 /* One line, or one piece of a line longer than the caller's limit. */
 struct line {
@@ -33,6 +41,8 @@ struct reader {
 	sigset_t wait_mask;		/* signals that may interrupt a wait */
 	int	(*before_wait)(void *);	/* flush replies; -1 ends the session */
 	void	*before_wait_arg;
+	bool	not_socket;		/* recv(2) said ENOTSOCK: poll, then read */
+	unsigned reads_since_check;	/* see READER_STOP_CHECK */
 	char	buf[READER_BUFFER];
 };
 
