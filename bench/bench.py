@@ -597,6 +597,12 @@ def main():
 def report(args, res, reps, n):
     lines = []
     p = lines.append
+    commit = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
+                            stdout=subprocess.PIPE).stdout.decode().strip()
+    p("Run of %s UTC: smtpd at %s, kernel %s, %d cores; %d repetitions, targets in"
+      " rotating order; W1 %d and W2 %d messages per run, W3 %d MiB.\n" % (
+          time.strftime("%Y-%m-%d %H:%M", time.gmtime()), commit or "?", os.uname().release,
+          os.cpu_count(), reps, n["W1"], n["W2"], BIG_SIZE >> 20))
     disk = res["disk"]
     p("## Disk floor: fsync+rename of 4 KiB files (tmp/, fsync, rename into new/, fsync new/)\n")
     p("| writers | deliveries/s, median (min–max) |")
