@@ -484,7 +484,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny runs")
     ap.add_argument("--reps", type=int)
     ap.add_argument("--targets", default=",".join(PORTS))
-    ap.add_argument("--workloads", default="W1,W2,W3")
+    ap.add_argument("--workloads", default="W1,W2,W3",
+                    help="comma-separated; empty for the per-connection figures only")
     ap.add_argument("--out", default=ROOT + "/results.md")
     args = ap.parse_args()
     args.targets = args.targets.split(",")
@@ -510,6 +511,10 @@ def main():
     os.makedirs(USED)
     res = {}
     try:
+        log("machine: page fault and system call cost")
+        res["machine"] = [tuple(float(x) for x in subprocess.run(
+            [BIN + "/machine"], stdout=subprocess.PIPE, check=True).stdout.split())
+            for _ in range(3)]
         log("disk: fsync+rename rate")
         disk = {}
         for procs in (1, 8):
@@ -534,7 +539,7 @@ def main():
             start_sink()
 
         runs = {}
-        for wl in args.workloads.split(","):
+        for wl in filter(None, args.workloads.split(",")):
             for rep in range(reps):
                 order = args.targets[rep % len(args.targets):] + args.targets[:rep % len(args.targets)]
                 for t in order:
@@ -603,6 +608,12 @@ def report(args, res, reps, n):
       " rotating order; W1 %d and W2 %d messages per run, W3 %d MiB.\n" % (
           time.strftime("%Y-%m-%d %H:%M", time.gmtime()), commit or "?", os.uname().release,
           os.cpu_count(), reps, n["W1"], n["W2"], BIG_SIZE >> 20))
+    p("## The machine\n")
+    p("| µs per anonymous page fault | µs per system call (getppid) |")
+    p("|---|---|")
+    p("| %s | %s |" % (fmt_range([m[0] for m in res["machine"]], "%.2f"),
+                      fmt_range([m[1] for m in res["machine"]], "%.2f")))
+    p("")
     disk = res["disk"]
     p("## Disk floor: fsync+rename of 4 KiB files (tmp/, fsync, rename into new/, fsync new/)\n")
     p("| writers | deliveries/s, median (min–max) |")
