@@ -327,35 +327,38 @@ close(int fd)
 	return rc;
 }
 
-int
-link(const char *from, const char *to)
+/* The rule that makes this call on path fail, or NULL. */
+static const struct rule *
+path_fault(const char *path, enum call c)
 {
 	const struct rule *r;
 
 	init();
-	if (ours(to) && (r = count(C_LINK)) != NULL && r->err != 0)
-		return fail(r);
-	return real_link(from, to);
+	if (!ours(path) || (r = count(c)) == NULL || r->err == 0)
+		return NULL;
+	return r;
+}
+
+int
+link(const char *from, const char *to)
+{
+	const struct rule *r = path_fault(to, C_LINK);
+
+	return r != NULL ? fail(r) : real_link(from, to);
 }
 
 int
 rename(const char *from, const char *to)
 {
-	const struct rule *r;
+	const struct rule *r = path_fault(to, C_RENAME);
 
-	init();
-	if (ours(to) && (r = count(C_RENAME)) != NULL && r->err != 0)
-		return fail(r);
-	return real_rename(from, to);
+	return r != NULL ? fail(r) : real_rename(from, to);
 }
 
 int
 mkdir(const char *path, mode_t mode)
 {
-	const struct rule *r;
+	const struct rule *r = path_fault(path, C_MKDIR);
 
-	init();
-	if (ours(path) && (r = count(C_MKDIR)) != NULL && r->err != 0)
-		return fail(r);
-	return real_mkdir(path, mode);
+	return r != NULL ? fail(r) : real_mkdir(path, mode);
 }
