@@ -4,10 +4,12 @@
  *
  * Only calls on paths under $FAULT_PATH count: opens of files and
  * directories there, and write/fsync/close on the descriptors those opens
- * returned, link/rename/mkdir of names there. Replies, logs and the config
- * file are never touched. $FAULTS is a comma-separated list of rules
+ * returned, link/rename/mkdir of names there; and, as "reply", write(2) to
+ * standard output (the replies on a pipe). Logs and the config file are
+ * never touched. $FAULTS is a comma-separated list of rules
  * "CALL:NTH:WHAT":
  *   CALL  open diropen write fsync dirfsync close dirclose link rename mkdir
+ *         reply
  *   NTH   fail the NTH such call (from 1), or "*" for every one
  *   WHAT  an errno name (EIO ENOSPC EDQUOT EINTR EPERM EEXIST EMFILE), or
  *         "short": a real write of at most half the bytes (at least one)
@@ -32,11 +34,11 @@
 #include <unistd.h>
 
 enum call { C_OPEN, C_DIROPEN, C_WRITE, C_FSYNC, C_DIRFSYNC, C_CLOSE, C_DIRCLOSE,
-	C_LINK, C_RENAME, C_MKDIR, C_NCALLS };
+	C_LINK, C_RENAME, C_MKDIR, C_REPLY, C_NCALLS };
 
 static const char *const call_names[C_NCALLS] = {
 	"open", "diropen", "write", "fsync", "dirfsync", "close", "dirclose",
-	"link", "rename", "mkdir",
+	"link", "rename", "mkdir", "reply",
 };
 
 #define MAX_RULES	8
@@ -277,7 +279,8 @@ write(int fd, const void *p, size_t n)
 	const struct rule *r;
 
 	init();
-	if (fd >= 0 && fd < MAX_FDS && tracked[fd] == 1 && (r = count(C_WRITE)) != NULL) {
+	if (ready && ((fd >= 0 && fd < MAX_FDS && tracked[fd] == 1 && (r = count(C_WRITE)) != NULL) ||
+	    (fd == STDOUT_FILENO && (r = count(C_REPLY)) != NULL))) {
 		if (r->err != 0)
 			return fail(r);
 		if (n > 1)
