@@ -57,10 +57,28 @@ write_some(struct reply *r, const char *p, size_t n)
 		if (w >= 0 || errno != ENOTSOCK)
 			return w;
 		r->not_socket = true;
+		errno = EAGAIN;		/* a pipe: wait before its first write */
+		return -1;
 	}
 	return write(r->fd, p, n < PIPE_BUF ? n : PIPE_BUF);
 }
 
+/* Wait until the client can take more; false (and failed) at the deadline. */
+static bool
+wait_writable(struct reply *r, long long deadline)
+{
+	struct pollfd pfd = { .fd = r->fd, .events = POLLOUT };
+	long long left = deadline - now_ms();
+
+	if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
+		r->failed = true;	/* the client stopped reading */
+	return !r->failed;
+}
+
+/*
+ * A socket is written at once and waited for only when full; a pipe has no
+ * per-call non-blocking write, so it is waited for before every write.
+ */
 int
 reply_flush(struct reply *r)
 {
@@ -68,19 +86,17 @@ reply_flush(struct reply *r)
 	size_t off = 0;
 
 	while (off < r->len && !r->failed) {
-		struct pollfd pfd = { .fd = r->fd, .events = POLLOUT };
-		long long left = deadline - now_ms();
 		ssize_t w;
 
-		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
-			r->failed = true;	/* client stopped reading */
+		if (r->not_socket && !wait_writable(r, deadline))
 			break;
-		}
 		w = write_some(r, r->buf + off, r->len - off);
 		if (w > 0)
 			off += (size_t)w;
-		else if (w == -1 && errno != EAGAIN && errno != EINTR)
+		else if (w == 0 || (errno != EAGAIN && errno != EINTR))
 			r->failed = true;
+		else if (!r->not_socket)
+			wait_writable(r, deadline);
 	}
 	r->len = 0;
 	return r->failed ? -1 : 0;
