@@ -50,12 +50,6 @@ find_lf(const struct reader *r, size_t max)
 	return memchr(r->buf + r->start, '\n', avail < max ? avail : max);
 }
 
-bool
-reader_ready(const struct reader *r, size_t max)
-{
-	return find_lf(r, max) != NULL || r->end - r->start >= max;
-}
-
 static long long
 deadline_left(const struct reader *r)
 {

@@ -48,9 +48,6 @@ struct reader {
 
 void reader_init(struct reader *r, int fd, int line_timeout_ms, int session_timeout_ms);
 
-/* True when the next reader_next(max) can answer without reading. */
-bool reader_ready(const struct reader *r, size_t max);
-
 /*
  * Next command line of at most max bytes, line ending included. A longer
  * line is discarded through its LF and reported as READ_TOO_LONG, so the

@@ -33,8 +33,6 @@
 
 enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
 
-enum tx_error { TX_OK, TX_TOO_BIG, TX_LOOP, TX_DELIVERY };
-
 struct session {
 	const struct session_config *cfg;
 	enum session_state state;
