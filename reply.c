@@ -8,6 +8,7 @@
  * even when the client stops reading. Leaves to the session what to say and
  * when to flush.
  */
+#define _GNU_SOURCE	/* ppoll */
 #include "reply.h"
 
 #include <errno.h>
@@ -30,6 +31,7 @@ reply_init(struct reply *r, int fd, int timeout_ms)
 	memset(r, 0, offsetof(struct reply, buf));	/* buf: only [0, len) is read */
 	r->fd = fd;
 	r->timeout_ms = timeout_ms;
+	sigprocmask(SIG_SETMASK, NULL, &r->wait_mask);
 }
 
 static long long
@@ -63,15 +65,31 @@ write_some(struct reply *r, const char *p, size_t n)
 	return write(r->fd, p, n < PIPE_BUF ? n : PIPE_BUF);
 }
 
-/* Wait until the client can take more; false (and failed) at the deadline. */
+/*
+ * Wait until the client can take more; false (and failed) at the deadline
+ * or on a stop signal, which ppoll lets in here as reader.c does: a client
+ * that stops reading must not hold off SIGTERM for the whole timeout.
+ */
 static bool
 wait_writable(struct reply *r, long long deadline)
 {
 	struct pollfd pfd = { .fd = r->fd, .events = POLLOUT };
-	long long left = deadline - now_ms();
 
-	if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
-		r->failed = true;	/* the client stopped reading */
+	while (!r->failed) {
+		long long left = deadline - now_ms();
+		struct timespec ts = { .tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000 };
+		int n;
+
+		if (left <= 0 || (r->stop != NULL && *r->stop)) {
+			r->failed = true;	/* the client stopped reading, or we stop */
+			break;
+		}
+		n = ppoll(&pfd, 1, &ts, &r->wait_mask);
+		if (n > 0)
+			break;
+		if (n == -1 && errno != EINTR)
+			r->failed = true;
+	}
 	return !r->failed;
 }
 

@@ -2,6 +2,7 @@
 #ifndef SMTPD_REPLY_H
 #define SMTPD_REPLY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -13,6 +14,8 @@ struct reply {
 	int	timeout_ms;	/* a whole flush must finish within this */
 	bool	failed;		/* a write failed or timed out: the peer is gone */
 	bool	not_socket;	/* fd is a pipe or file: no send(2) */
+	const volatile sig_atomic_t *stop;	/* set by a signal: give up waiting */
+	sigset_t wait_mask;	/* signals that may interrupt a wait */
 	size_t	len;
 	char	buf[REPLY_BUFFER];
 };
