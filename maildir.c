@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,14 +187,42 @@ maildir_abort(struct delivery *d)
 	d->len = 0;
 }
 
-static int
-stage_copy(struct maildir_copy *c, const char *dir, const char *name)
+/*
+ * Is dir a Maildir already staged under another spelling ("M" and "M/",
+ * or a symlink)? Two copies there would collide on the same tmp/ name.
+ */
+static bool
+staged_already(const struct delivery *d, const char *dir, struct maildir_copy *c)
 {
+	struct stat st;
+
+	if (stat(dir, &st) == -1)
+		return false;	/* the open below reports the problem */
+	c->dev = st.st_dev;
+	c->ino = st.st_ino;
+	for (size_t i = 0; i + 1 < d->ncopies; i++)
+		if (d->copies[i].dev == c->dev && d->copies[i].ino == c->ino)
+			return true;
+	return false;
+}
+
+/* Stage the next copy: 0 staged, 1 the same Maildir as an earlier one, -1 error. */
+static int
+stage_copy(struct delivery *d, const char *dir, const char *name)
+{
+	struct maildir_copy *c = &d->copies[d->ncopies++];
+
 	c->dir = dir;
 	c->fd = -1;
+	if (ensure_maildir(dir) == -1)
+		return -1;
+	if (staged_already(d, dir, c)) {
+		d->ncopies--;
+		return 1;
+	}
 	c->tmp_path = join(dir, "tmp", name);
 	c->new_path = join(dir, "new", name);
-	if (c->tmp_path == NULL || c->new_path == NULL || ensure_maildir(dir) == -1)
+	if (c->tmp_path == NULL || c->new_path == NULL)
 		return -1;
 	c->fd = open(c->tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
 	if (c->fd == -1) {
@@ -223,8 +252,7 @@ maildir_begin(struct delivery *d, const char *const *dirs, size_t n)
 	snprintf(name, sizeof(name), "%lld.M%06ldP%ldQ%lu.%s", (long long)tv.tv_sec,
 	    (long)tv.tv_usec, (long)getpid(), deliveries, unique_host());
 	for (size_t i = 0; i < n; i++) {
-		d->ncopies = i + 1;
-		if (stage_copy(&d->copies[i], dirs[i], name) == -1) {
+		if (stage_copy(d, dirs[i], name) == -1) {
 			int err = errno;
 
 			maildir_abort(d);

@@ -3,6 +3,7 @@
 #define SMTPD_MAILDIR_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define MAILDIR_BUFFER	65536
 
@@ -13,6 +14,8 @@ struct maildir_copy {
 	char	*tmp_path;	/* DIR/tmp/NAME while staged */
 	char	*new_path;	/* DIR/new/NAME once renamed */
 	int	fd;
+	dev_t	dev;		/* the Maildir's identity, to stage each only once */
+	ino_t	ino;
 	int	published;	/* linked into new/: undo by unlinking new_path */
 };
 

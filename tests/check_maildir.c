@@ -184,6 +184,21 @@ START_TEST(an_unusable_maildir_fails_begin_cleanly)
 }
 END_TEST
 
+/* "a" and "a/" are one Maildir: one copy, not a collision on the tmp/ name. */
+START_TEST(two_spellings_of_one_maildir_get_one_copy)
+{
+	char slash[160];
+	const char *dirs[] = { dir_a, slash };
+
+	snprintf(slash, sizeof(slash), "%s/", dir_a);
+	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	maildir_write(&d, "x\n", 2);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	ck_assert_int_eq(count(dir_a, "new"), 1);
+	ck_assert_int_eq(count(dir_a, "tmp"), 0);
+}
+END_TEST
+
 static Suite *
 maildir_suite(void)
 {
@@ -197,6 +212,7 @@ maildir_suite(void)
 	tcase_add_test(tc, abort_leaves_nothing);
 	tcase_add_test(tc, a_failed_publish_undoes_the_earlier_ones);
 	tcase_add_test(tc, an_unusable_maildir_fails_begin_cleanly);
+	tcase_add_test(tc, two_spellings_of_one_maildir_get_one_copy);
 	suite_add_tcase(s, tc);
 	return s;
 }
