@@ -231,7 +231,8 @@ log_quote(const char *p, size_t n)
 	for (size_t i = 0; i < n && i < LOG_QUOTE_MAX; i++) {
 		unsigned char c = (unsigned char)p[i];
 
-		if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
+		/* Space and = too: client text must not look like another key=value. */
+		if (c > 0x20 && c < 0x7f && c != '\\' && c != '"' && c != '=') {
 			out[o++] = (char)c;
 		} else {
 			snprintf(out + o, 5, "\\x%02x", c);

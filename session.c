@@ -41,7 +41,6 @@ struct session {
 	bool	esmtp;
 	char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
 	const char *verb;		/* the command being answered, for logs */
-	bool	line_crlf;		/* the command line ended in CRLF */
 
 	/* The mail transaction: MAIL, RCPTs, DATA. */
 	char	from[SMTP_PATH_MAX + 1];
@@ -196,29 +195,43 @@ skip_keyword(const char *arg, size_t len, const char *kw)
 
 enum param_result { PARAM_OK, PARAM_BAD_VALUE, PARAM_UNKNOWN, PARAM_TOO_BIG };
 
-/* RFC 1870 SIZE=, RFC 6152 BODY=, RFC 6531 SMTPUTF8. */
+/* Is p[0..klen) the keyword kw (case-insensitive, RFC 5321 4.1.1.11)? */
+static bool
+is_keyword(const char *p, size_t klen, const char *kw)
+{
+	return klen == strlen(kw) && strncasecmp(p, kw, klen) == 0;
+}
+
+/*
+ * RFC 1870 SIZE=, RFC 6152 BODY=, RFC 6531 SMTPUTF8. The keyword decides:
+ * one we know with a value it does not take is 501, one we do not is 555.
+ */
 static enum param_result
 parse_mail_param(struct session *s, const char *p, size_t n)
 {
-	if (n > 5 && strncasecmp(p, "SIZE=", 5) == 0) {
-		unsigned long long v = 0;
+	const char *eq = memchr(p, '=', n);
+	size_t klen = eq != NULL ? (size_t)(eq - p) : n;
+	const char *v = eq != NULL ? eq + 1 : NULL;
+	size_t vlen = eq != NULL ? n - klen - 1 : 0;
 
-		if (n - 5 > 20)
+	if (is_keyword(p, klen, "SIZE")) {
+		unsigned long long size = 0;
+
+		if (v == NULL || vlen == 0 || vlen > 20)
 			return PARAM_BAD_VALUE;
-		for (size_t i = 5; i < n; i++) {
-			if (p[i] < '0' || p[i] > '9')
+		for (size_t i = 0; i < vlen; i++) {
+			if (v[i] < '0' || v[i] > '9')
 				return PARAM_BAD_VALUE;
-			v = v > (~0ULL - 9) / 10 ? ~0ULL : v * 10 + (unsigned)(p[i] - '0');
+			size = size > (~0ULL - 9) / 10 ? ~0ULL : size * 10 + (unsigned)(v[i] - '0');
 		}
-		return v > s->cfg->max_message_size ? PARAM_TOO_BIG : PARAM_OK;
+		return size > s->cfg->max_message_size ? PARAM_TOO_BIG : PARAM_OK;
 	}
-	if (n > 5 && strncasecmp(p, "BODY=", 5) == 0) {
-		if ((n == 9 && strncasecmp(p + 5, "7BIT", 4) == 0) ||
-		    (n == 13 && strncasecmp(p + 5, "8BITMIME", 8) == 0))
-			return PARAM_OK;
-		return PARAM_BAD_VALUE;
-	}
-	if (n == 8 && strncasecmp(p, "SMTPUTF8", 8) == 0) {
+	if (is_keyword(p, klen, "BODY"))
+		return v != NULL && (is_keyword(v, vlen, "7BIT") || is_keyword(v, vlen, "8BITMIME")) ?
+		    PARAM_OK : PARAM_BAD_VALUE;
+	if (is_keyword(p, klen, "SMTPUTF8")) {
+		if (v != NULL)
+			return PARAM_BAD_VALUE;
 		s->smtputf8 = true;
 		return PARAM_OK;
 	}
@@ -412,7 +425,12 @@ struct data_status {
 static void
 receive_data(struct session *s, struct data_status *st)
 {
-	bool line_start = true, prev_crlf = s->line_crlf, in_header = true;
+	/*
+	 * The DATA line's end counts as the first CRLF of <CRLF>.<CRLF> even
+	 * when it was a bare LF (we accept those on command lines), so an
+	 * empty message can always end; inside the data, CRLF is required.
+	 */
+	bool line_start = true, prev_crlf = true, in_header = true;
 	struct line line;
 
 	memset(st, 0, sizeof(*st));
@@ -635,7 +653,6 @@ handle_line(struct session *s, enum read_result r, const struct line *line)
 {
 	switch (r) {
 	case READ_LINE:
-		s->line_crlf = line->crlf;
 		if (memchr(line->bytes, '\0', line->len) != NULL) {
 			s->verb = "NUL";
 			refuse(s, 500, "5.5.2", "Syntax error: NUL byte in command");
@@ -686,6 +703,8 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	sigprocmask(SIG_BLOCK, &stops, &old);
 	s.in.wait_mask = old;
 	s.in.stop = &stop_requested;
+	s.out.wait_mask = old;
+	s.out.stop = &stop_requested;
 	s.in.read_limit = cfg->read_limit;
 	s.in.before_wait = flush_before_wait;
 	s.in.before_wait_arg = &s.out;
@@ -702,8 +721,11 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 			break;
 		}
 		handle_line(&s, reader_next(&s.in, &line, SMTP_COMMAND_MAX), &line);
-		if (s.out.failed && s.state != S_CLOSED)
-			session_close(&s, 0, NULL, "client stopped reading");
+		if (s.out.failed && s.state != S_CLOSED) {
+			session_close(&s, 0, NULL, stop_requested ? "stopped while the client was not reading" :
+			    "client stopped reading");
+			s.exit_status = 1;
+		}
 	}
 	reset_transaction(&s);
 	free(s.dirs);

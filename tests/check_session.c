@@ -71,6 +71,8 @@ static const struct exchange exchanges[] = {
 	{ EHLO "MAIL FROM:<a@example.org> SIZE=1048577\r\n", 2,
 	    "552 5.3.4 Message size exceeds fixed maximum message size" },
 	{ EHLO "MAIL FROM:<a@example.org> SIZE=12x\r\n", 2, "501 5.5.4 Bad MAIL parameter syntax" },
+	{ EHLO "MAIL FROM:<a@example.org> SIZE=\r\n", 2, "501 5.5.4 Bad MAIL parameter syntax" },
+	{ EHLO "MAIL FROM:<a@example.org> SMTPUTF8=yes\r\n", 2, "501 5.5.4 Bad MAIL parameter syntax" },
 	{ EHLO "MAIL FROM:<a@example.org> BODY=8BITMIME\r\n", 2, "250 2.1.0 Ok" },
 	{ EHLO "MAIL FROM:<a@example.org> BODY=7bit\r\n", 2, "250 2.1.0 Ok" },
 	{ EHLO "MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n", 2, "501 5.5.4 Bad MAIL parameter syntax" },
@@ -106,6 +108,8 @@ static const struct exchange exchanges[] = {
 	{ "NOOP\nQUIT\n", 2, "221 2.0.0 Bye" },
 	/* A pipelined whole transaction: every reply, in order. */
 	{ EHLO MAIL RCPT "DATA\r\nhi\r\n.\r\nQUIT\r\n", 6, "221 2.0.0 Bye" },
+	/* A bare-LF DATA line still counts as the CRLF before an empty message's dot. */
+	{ EHLO MAIL RCPT "DATA\n.\r\nQUIT\r\n", 6, "221 2.0.0 Bye" },
 	/* Commands after a group-ending one are answered normally. */
 	{ "NOOP\r\nNOOP\r\nQUIT\r\n", 2, "250 2.0.0 Ok" },
 	{ EHLO "NOOP\r\n" "VRFY x\r\n", 3, "252 2.5.2 Cannot VRFY user, but will accept message" },
