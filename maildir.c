@@ -127,9 +127,8 @@ make_dirs(const char *path)
 	return 0;
 }
 
-/* Create DIR, DIR/tmp, DIR/new and DIR/cur when any is missing. */
-static int
-ensure_maildir(const char *dir)
+int
+maildir_create(const char *dir)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
 	struct stat st;
@@ -214,7 +213,7 @@ stage_copy(struct delivery *d, const char *dir, const char *name)
 
 	c->dir = dir;
 	c->fd = -1;
-	if (ensure_maildir(dir) == -1)
+	if (maildir_create(dir) == -1)
 		return -1;
 	if (staged_already(d, dir, c)) {
 		d->ncopies--;

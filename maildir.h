@@ -36,6 +36,13 @@ struct delivery {
  */
 enum deliver_result maildir_begin(struct delivery *d, const char *const *dirs, size_t n);
 
+/*
+ * Create DIR, DIR/tmp, DIR/new and DIR/cur (missing parents too, mode 0700)
+ * when any is missing; each new directory is synced into its parent, or
+ * removed again. -1 with errno set on failure.
+ */
+int maildir_create(const char *dir);
+
 /* Append to every staged copy. Failures are kept for maildir_commit. */
 void maildir_write(struct delivery *d, const char *p, size_t n);
 

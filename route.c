@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "maildir.h"
+
 /*
  * Records of the compiled map besides "local@domain" and "@domain", which
  * hold the Maildir. They start with a byte no address can contain.
@@ -440,20 +442,26 @@ safe_tag(const char *p, size_t n)
 	return 1;
 }
 
-static void
+static int
 sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
 
-	if (fd != -1) {
-		fsync(fd);
-		close(fd);
-	}
+	if (fd == -1)
+		return -1;
+	rc = fsync(fd);
+	if (close(fd) == -1)
+		rc = -1;
+	return rc;
 }
 
 /*
  * create-folders: MAILDIR/.TAG with its "maildirfolder" marker (Courier
- * maildir(5), protocol.md 4.6); maildir.c adds tmp/, new/ and cur/.
+ * maildir(5), protocol.md 4.6); maildir.c adds the folder's tmp/, new/
+ * and cur/. The Maildir itself is made by maildir_create, which syncs each
+ * new directory into its parent. A folder that cannot be made durable is
+ * taken back out, and the message goes to the inbox.
  */
 static int
 make_folder(const char *maildir, const char *folder)
@@ -461,16 +469,16 @@ make_folder(const char *maildir, const char *folder)
 	char marker[ROUTE_PATH_MAX + 16];
 	int fd;
 
-	if (mkdir(maildir, 0700) == -1 && errno != EEXIST)
-		return -1;
-	if (mkdir(folder, 0700) == -1)
-		return -1;
-	if (snprintf(marker, sizeof(marker), "%s/maildirfolder", folder) >= (int)sizeof(marker))
+	if (snprintf(marker, sizeof(marker), "%s/maildirfolder", folder) >= (int)sizeof(marker) ||
+	    maildir_create(maildir) == -1 || mkdir(folder, 0700) == -1)
 		return -1;
 	if ((fd = open(marker, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)) != -1)
 		close(fd);
-	sync_dir(folder);
-	sync_dir(maildir);
+	if (fd == -1 || sync_dir(folder) == -1 || sync_dir(maildir) == -1) {
+		unlink(marker);
+		rmdir(folder);
+		return -1;
+	}
 	return 0;
 }
 
