@@ -59,8 +59,8 @@ join(const char *dir, const char *sub, const char *name)
 }
 
 /* Make the file system remember a new entry in dir. */
-static int
-sync_dir(const char *dir)
+int
+maildir_sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int rc;
@@ -81,11 +81,11 @@ sync_parent(char *path)
 	int rc;
 
 	if (slash == NULL)
-		return sync_dir(".");
+		return maildir_sync_dir(".");
 	if (slash == path)
-		return sync_dir("/");
+		return maildir_sync_dir("/");
 	*slash = '\0';
-	rc = sync_dir(path);
+	rc = maildir_sync_dir(path);
 	*slash = '/';
 	return rc;
 }
@@ -165,7 +165,7 @@ drop_copy(struct maildir_copy *c)
 
 		unlink(c->new_path);
 		if (newdir != NULL)
-			sync_dir(newdir);
+			maildir_sync_dir(newdir);
 		free(newdir);
 	}
 	free(c->tmp_path);
@@ -347,7 +347,7 @@ static int
 sync_new_dir(const struct maildir_copy *c)
 {
 	char *newdir = join(c->dir, "new", "");
-	int rc = newdir != NULL ? sync_dir(newdir) : -1;
+	int rc = newdir != NULL ? maildir_sync_dir(newdir) : -1;
 
 	free(newdir);
 	return rc;

@@ -43,6 +43,9 @@ enum deliver_result maildir_begin(struct delivery *d, const char *const *dirs, s
  */
 int maildir_create(const char *dir);
 
+/* fsync a directory, so the entries made in it survive a crash. -1 on failure. */
+int maildir_sync_dir(const char *dir);
+
 /* Append to every staged copy. Failures are kept for maildir_commit. */
 void maildir_write(struct delivery *d, const char *p, size_t n);
 

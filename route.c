@@ -442,20 +442,6 @@ safe_tag(const char *p, size_t n)
 	return 1;
 }
 
-static int
-sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc;
-
-	if (fd == -1)
-		return -1;
-	rc = fsync(fd);
-	if (close(fd) == -1)
-		rc = -1;
-	return rc;
-}
-
 /*
  * create-folders: MAILDIR/.TAG with its "maildirfolder" marker (Courier
  * maildir(5), protocol.md 4.6); maildir.c adds the folder's tmp/, new/
@@ -474,7 +460,7 @@ make_folder(const char *maildir, const char *folder)
 		return -1;
 	if ((fd = open(marker, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)) != -1)
 		close(fd);
-	if (fd == -1 || sync_dir(folder) == -1 || sync_dir(maildir) == -1) {
+	if (fd == -1 || maildir_sync_dir(folder) == -1 || maildir_sync_dir(maildir) == -1) {
 		unlink(marker);
 		rmdir(folder);
 		return -1;
