@@ -19,26 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "measure.h"
+
 #define RUNS_MAX 10000
 
 extern char **environ;
-
-static long long
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int
-cmp_ll(const void *a, const void *b)
-{
-	long long x = *(const long long *)a, y = *(const long long *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static const char transaction[] =
     "EHLO bench.example\r\nMAIL FROM:<a@bench.example>\r\n"
@@ -63,24 +48,6 @@ read_until(int fd, const char *end)
 			return -1;
 	}
 	return -1;
-}
-
-/* The high-water mark of a live process's resident memory, in KiB. */
-static long long
-peak_rss(pid_t pid)
-{
-	char path[64], line[256];
-	long long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			kib = strtoll(line + 6, NULL, 10);
-	fclose(f);
-	return kib;
 }
 
 /* One run: latency in ns and peak RSS in KiB, or -1. */

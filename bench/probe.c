@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "measure.h"
+
 static const char head[] =
     "EHLO probe.example\r\n"
     "MAIL FROM:<probe@probe.example>\r\n"
@@ -73,24 +75,6 @@ make_script(size_t size, size_t *len)
 	return s;
 }
 
-/* Peak resident memory of the exec'd program so far (VmHWM), in KiB. */
-static long
-peak_rss(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			kib = atol(line + 6);
-	fclose(f);
-	return kib;
-}
-
 /*
  * One session; prints one line, returns 0 when it ran to the end. QUIT is
  * held back until the message's reply is in, so the peak is read while the
@@ -104,7 +88,7 @@ probe_once(const char *script, size_t len, char **argv, int activated)
 	static char replies[65536];
 	size_t got = 0, sent = 0, scanned = 0, qsent = 0;
 	long long t0, greeting = -1;
-	long rss = -1;
+	long long rss = -1;
 	int sv[2], status, finals = 0, ok = 0;
 	pid_t pid;
 
@@ -183,7 +167,7 @@ probe_once(const char *script, size_t len, char **argv, int activated)
 	if (waitpid(pid, &status, 0) == -1)
 		return -1;
 	ok = ok && finals == 7 && sent == len && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	printf("%lld %ld %d\n", greeting, rss, ok);
+	printf("%lld %lld %d\n", greeting, rss, ok);
 	return 0;
 }
 

@@ -19,26 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../measure.h"
+
 #include "route.h"
 
 #define PROBES 20000
-
-static long long
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int
-cmp_ll(const void *a, const void *b)
-{
-	long long x = *(const long long *)a, y = *(const long long *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static struct address probes[PROBES];
 static size_t nprobes;
