@@ -41,8 +41,7 @@
 #define IDENTITY_MAX	192
 
 struct key;
-typedef int parse_fn(struct config *c, const struct key *k, void *field, char **words,
-    size_t n);
+typedef int parse_fn(struct config *c, const struct key *k, void *field, char **words);
 
 enum key_flags {
 	KEY_REPEATABLE	= 1,	/* may be given on several lines */
@@ -50,8 +49,9 @@ enum key_flags {
 };
 
 /*
- * One row per key: the parse function gets the words after the key (their
- * count already within the row's bounds) and a pointer to the row's field.
+ * One row per key: the parse function gets the words after the key, NULL
+ * after the last (their count already within the row's bounds), and a
+ * pointer to the row's field.
  * A new key is one row, and a parse function only when none below fits
  * (string, count, size, bool, hostname): an enum would add its words to the
  * row, a list owns a growing array, a program with arguments takes up to
@@ -73,23 +73,30 @@ static parse_fn parse_domain, parse_mailbox, parse_string, parse_hostname, parse
 #define FIELD(f)	offsetof(struct config, f)
 
 static const struct key keys[] = {
-	/* Routes first: a large map is mostly mailbox lines. */
-	{ "mailbox", parse_mailbox, 0, 2, 2, KEY_ROUTE | KEY_REPEATABLE, 0, 0,
-	  "an address and a directory" },
-	{ "domain", parse_domain, 0, 1, 1, KEY_ROUTE | KEY_REPEATABLE, 0, 0, NULL },
-	{ "maildir", parse_string, FIELD(maildir), 1, 1, 0, 0, 0, NULL },
-	{ "hostname", parse_hostname, FIELD(hostname), 1, 1, 0, 0, 0, NULL },
-	{ "user", parse_string, FIELD(user), 1, 1, 0, 0, 0, NULL },
+	{ .name = "mailbox", .parse = parse_mailbox, .min_words = 2, .max_words = 2,
+	  .flags = KEY_ROUTE | KEY_REPEATABLE, .needs = "an address and a directory" },
+	{ .name = "domain", .parse = parse_domain, .min_words = 1, .max_words = 1,
+	  .flags = KEY_ROUTE | KEY_REPEATABLE },
+	{ .name = "maildir", .parse = parse_string, .field = FIELD(maildir),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "hostname", .parse = parse_hostname, .field = FIELD(hostname),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "user", .parse = parse_string, .field = FIELD(user),
+	  .min_words = 1, .max_words = 1 },
 	/* The key alone, with no value, turns sub-addresses off. */
-	{ "recipient-delimiter", parse_delimiters, FIELD(delimiters), 0, 1, 0, 0, 0, NULL },
-	{ "create-folders", parse_bool, FIELD(routes.create_folders), 1, 1, 0, 0, 0, NULL },
-	{ "max-message-size", parse_size, FIELD(session.max_message_size), 1, 1, 0,
-	  1, 1ULL << 40, NULL },
-	/* parse_count stores an unsigned: its rows' max stays within UINT_MAX. */
-	{ "max-recipients", parse_count, FIELD(session.max_recipients), 1, 1, 0, 1, 1000000, NULL },
-	{ "timeout", parse_count, FIELD(session.timeout), 1, 1, 0, 1, 86400, NULL },
-	{ "session-timeout", parse_count, FIELD(session.session_timeout), 1, 1, 0,
-	  1, 7 * 86400, NULL },
+	{ .name = "recipient-delimiter", .parse = parse_delimiters, .field = FIELD(delimiters),
+	  .min_words = 0, .max_words = 1 },
+	{ .name = "create-folders", .parse = parse_bool, .field = FIELD(routes.create_folders),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "max-message-size", .parse = parse_size, .field = FIELD(session.max_message_size),
+	  .min_words = 1, .max_words = 1, .min = 1, .max = 1ULL << 40 },
+	/* parse_count stores an unsigned: .max stays within UINT_MAX. */
+	{ .name = "max-recipients", .parse = parse_count, .field = FIELD(session.max_recipients),
+	  .min_words = 1, .max_words = 1, .min = 1, .max = 1000000 },
+	{ .name = "timeout", .parse = parse_count, .field = FIELD(session.timeout),
+	  .min_words = 1, .max_words = 1, .min = 1, .max = 86400 },
+	{ .name = "session-timeout", .parse = parse_count, .field = FIELD(session.session_timeout),
+	  .min_words = 1, .max_words = 1, .min = 1, .max = 7 * 86400 },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
@@ -134,24 +141,22 @@ config_init(struct config *c)
 }
 
 static int
-parse_string(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_string(struct config *c, const struct key *k, void *field, char **words)
 {
 	char **s = field;
 
 	(void)k;
-	(void)n;
 	if ((*s = strdup(words[0])) == NULL)
 		return config_error(c, "out of memory");
 	return 0;
 }
 
 static int
-parse_hostname(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_hostname(struct config *c, const struct key *k, void *field, char **words)
 {
 	size_t len = strlen(words[0]);
 
 	(void)k;
-	(void)n;
 	if (!address_valid_domain(words[0], len, false) || len >= sizeof(c->hostname))
 		return line_error(c, "bad hostname");
 	memcpy(field, words[0], len + 1);
@@ -164,9 +169,9 @@ parse_hostname(struct config *c, const struct key *k, void *field, char **words,
  * atext other than the dot, so that "user+tag" stays a Dot-string.
  */
 static int
-parse_delimiters(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_delimiters(struct config *c, const struct key *k, void *field, char **words)
 {
-	const char *value = n > 0 ? words[0] : "";
+	const char *value = words[0] != NULL ? words[0] : "";
 	char **s = field;
 
 	(void)k;
@@ -180,9 +185,8 @@ parse_delimiters(struct config *c, const struct key *k, void *field, char **word
 }
 
 static int
-parse_bool(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_bool(struct config *c, const struct key *k, void *field, char **words)
 {
-	(void)n;
 	if (strcmp(words[0], "yes") != 0 && strcmp(words[0], "no") != 0)
 		return line_error(c, "%s is yes or no", k->name);
 	*(bool *)field = words[0][0] == 'y';
@@ -208,11 +212,10 @@ parse_number(struct config *c, const struct key *k, const char *s, unsigned long
 }
 
 static int
-parse_count(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_count(struct config *c, const struct key *k, void *field, char **words)
 {
 	unsigned long long v;
 
-	(void)n;
 	if (parse_number(c, k, words[0], &v) == -1)
 		return -1;
 	*(unsigned *)field = (unsigned)v;
@@ -220,18 +223,16 @@ parse_count(struct config *c, const struct key *k, void *field, char **words, si
 }
 
 static int
-parse_size(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_size(struct config *c, const struct key *k, void *field, char **words)
 {
-	(void)n;
 	return parse_number(c, k, words[0], field);
 }
 
 static int
-parse_domain(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_domain(struct config *c, const struct key *k, void *field, char **words)
 {
 	(void)k;
 	(void)field;
-	(void)n;
 	if (routes_add_domain(&c->routes, words[0]) == 0)
 		return 0;
 	if (errno == EINVAL)
@@ -240,11 +241,10 @@ parse_domain(struct config *c, const struct key *k, void *field, char **words, s
 }
 
 static int
-parse_mailbox(struct config *c, const struct key *k, void *field, char **words, size_t n)
+parse_mailbox(struct config *c, const struct key *k, void *field, char **words)
 {
 	(void)k;
 	(void)field;
-	(void)n;
 	if (routes_add_mailbox(&c->routes, words[0], words[1], c->lineno) == 0)
 		return 0;
 	if (errno == EINVAL)
@@ -299,7 +299,7 @@ find_key(const char *name, size_t n)
 static int
 apply_line(struct config *c, char *line)
 {
-	char *words[CONFIG_WORDS_MAX], *save = NULL, *w;
+	char *words[CONFIG_WORDS_MAX + 1], *save = NULL, *w;
 	const char *start = line + strspn(line, " \t");
 	size_t n = 0, len = strcspn(start, " \t");
 	const struct key *k;
@@ -325,7 +325,8 @@ apply_line(struct config *c, char *line)
 		return line_error(c, "%s needs %s", k->name, k->needs != NULL ? k->needs : "a value");
 	if (n - 1 > k->max_words)
 		return line_error(c, "too many words");
-	return k->parse(c, k, (char *)c + k->field, words + 1, n - 1);
+	words[n] = NULL;
+	return k->parse(c, k, (char *)c + k->field, words + 1);
 }
 
 /*

@@ -2,10 +2,12 @@
 """Configuration errors and the compiled mailbox map, through ./smtpd itself.
 
 Bad configurations (a mailbox line without a directory, a duplicate address,
-an unreadable map, ...) get 421 4.3.0 naming the line, exit 78, and one log
-line. smtpd -C FILE writes FILE.cdb; a session uses it only while it is
-newer than FILE (nanosecond mtimes) and logs a warning otherwise. The log
-is read from a datagram socket at /dev/log when no syslog owns that path.
+a NUL byte, a single-value key given twice, an unreadable map, ...) get
+421 4.3.0 naming the line, exit 78, and one log line. smtpd -C FILE writes
+FILE.cdb with FILE's owner and group; a session uses it only while FILE is
+the file it was compiled from (cp -p or mv of a backup, an edit, a chmod
+all end that) and logs a warning otherwise. The log is read from a
+datagram socket at /dev/log when no syslog owns that path.
 """
 import os
 import shutil
