@@ -467,7 +467,7 @@ static int
 load_file(struct config *c)
 {
 	char path[PATH_MAX], id[IDENTITY_MAX];
-	struct stat file;
+	struct stat file, map;
 	const char *text;
 	size_t len;
 	int fd, n;
@@ -476,11 +476,13 @@ load_file(struct config *c)
 		return config_error(c, "cannot open %s: %s", c->config_file, strerror(errno));
 	if (map_path(c, path, sizeof(path), "") == -1 || (n = identity(c, &file, id, sizeof(id))) == -1)
 		return -1;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	if (stat(path, &map) == -1) {
 		if (errno != ENOENT)
 			return config_error(c, "cannot read %s: %s", path, strerror(errno));
 		return read_config(c, &file);
 	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return config_error(c, "cannot read %s: %s", path, strerror(errno));
 	if (routes_open_map(&c->routes, fd, &text, &len) == -1) {
 		int err = errno;
 
