@@ -460,8 +460,9 @@ map_path(struct config *c, char *buf, size_t size, const char *suffix)
  * -c FILE: FILE.cdb stands for FILE when it was compiled from this very
  * file (its identity is the map's first text line), so a large map costs
  * one open and one mmap, not a parse. Any other map is put aside with a
- * warning: someone changed FILE and forgot smtpd -C (Postfix warns alike
- * when a table is older than its source).
+ * warning: someone changed FILE and forgot smtpd -C. (Postfix warns that a
+ * table is older than its source file and still uses it; here a stale map
+ * would route mail by lines no longer in the file.)
  */
 static int
 load_file(struct config *c)
