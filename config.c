@@ -53,9 +53,12 @@ enum key_flags {
  * after the last (their count already within the row's bounds), and a
  * pointer to the row's field.
  * A new key is one row, and a parse function only when none below fits
- * (string, count, size, bool, hostname): an enum would add its words to the
- * row, a list owns a growing array, a program with arguments takes up to
- * CONFIG_WORDS_MAX - 1 words as its argv.
+ * (string, count, size, bool, hostname). Sketches for the kinds not yet
+ * needed: an enum gives its row a NULL-terminated list of words and stores
+ * the index of the one given; a repeatable list (KEY_REPEATABLE) appends
+ * to an array its field owns; a program with arguments takes up to
+ * CONFIG_WORDS_MAX - 1 words, already NULL-terminated as execv wants them.
+ * Every key but the routes reaches a compiled map as its line of text.
  */
 struct key {
 	const char *name;
