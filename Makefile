@@ -97,7 +97,8 @@ fuzz/fuzz-session: fuzz/fuzz_session.c $(FUZZ_SRCS) *.h
 	clang $(STRICT) $(FUZZ_FLAGS) -I. $$(pkg-config --cflags libsystemd) \
 	    -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS) $(MAPLIBS)
 
-# The PROXY header parser alone (proxy.c): not yet part of fuzz-smoke.
+# The PROXY header and proxy-from parsers alone (proxy.c), run as
+# fuzz/fuzz-proxy -dict=fuzz/proxy.dict -max_len=800 CORPUS: not yet in fuzz-smoke.
 fuzz/fuzz-proxy: fuzz/fuzz_proxy.c proxy.c proxy.h
 	clang $(STRICT) $(FUZZ_FLAGS) -I. -o $@ fuzz/fuzz_proxy.c proxy.c
 
