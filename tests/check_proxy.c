@@ -61,7 +61,8 @@ v2(unsigned char *buf, unsigned char ver_cmd, unsigned char fam, size_t addr_len
 		memcpy(buf + 16, inet_block, sizeof(inet_block));
 	if ((fam >> 4) == 2 && addr_len >= sizeof(inet6_block))
 		memcpy(buf + 16, inet6_block, sizeof(inet6_block));
-	memcpy(buf + 16 + addr_len, tlvs, tlv_len);
+	if (tlv_len > 0)
+		memcpy(buf + 16 + addr_len, tlvs, tlv_len);
 	return 16 + addr_len + tlv_len;
 }
 
