@@ -1,0 +1,163 @@
+"""haproxy: a real HAProxy in front of the servers under test.
+
+HAProxy runs in the foreground (-db) in its own process group with a
+configuration written here: mode tcp, one frontend on a loopback socket we
+bind to port 0 ourselves and hand over as fd@N (so the port is known,
+nobody can take it first, and it listens before HAProxy is ready), one backend whose servers are given as
+addresses (no DNS: HAProxy is never given a name to resolve), reached from
+the balancer's own `source` address, each with `send-proxy` or
+`send-proxy-v2`. With check="smtpchk" HAProxy runs its SMTP health check
+(`option smtpchk`); the state it reaches is read from its stats socket.
+Clients connect from another loopback address (127.0.0.2 by default), so
+the address in the PROXY header is told apart from the balancer's.
+It is stopped by its pid (and its group).
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from smtpdtest import Failed
+
+CLIENT = "127.0.0.2"	# where the test's clients come from
+BALANCER = "127.0.0.1"	# where HAProxy connects to the servers from
+HAPROXY = "haproxy"
+
+
+class HAProxy:
+    """One HAProxy, started here, listening on 127.0.0.1:self.port."""
+
+    def __init__(self, servers, send_proxy="v2", check=None, balance="roundrobin",
+                 helo="balancer.example", inter_ms=200):
+        """servers: [(address, port)]; send_proxy: None, "v1" or "v2";
+        check: None, "tcp" (connect only) or "smtpchk"."""
+        self.dir = tempfile.mkdtemp(prefix="smtpd-haproxy.")
+        self.stats = os.path.join(self.dir, "admin.sock")
+        self.config = os.path.join(self.dir, "haproxy.cfg")
+        self.log_path = os.path.join(self.dir, "haproxy.log")
+        self.names = ["s%d" % (i + 1) for i in range(len(servers))]
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.port = self.listener.getsockname()[1]
+        with open(self.config, "w") as f:
+            f.write(self.configuration(servers, send_proxy, check, balance, helo, inter_ms))
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [HAPROXY, "-db", "-f", self.config], stdin=subprocess.DEVNULL, stdout=self.log,
+            stderr=self.log, start_new_session=True, pass_fds=(self.listener.fileno(),))
+        self.wait_ready()
+
+    def configuration(self, servers, send_proxy, check, balance, helo, inter_ms):
+        proxy = {None: "", "v1": " send-proxy", "v2": " send-proxy-v2"}[send_proxy]
+        checks = "" if check is None else " check inter %d rise 1 fall 1" % inter_ms
+        lines = [
+            "global",
+            "    stats socket %s mode 600 level admin" % self.stats,
+            "    log stderr format raw local0 info",
+            "    maxconn 256",
+            "defaults",
+            "    mode tcp",
+            "    log global",
+            "    option tcplog",
+            "    timeout connect 5s",
+            "    timeout client 60s",
+            "    timeout server 60s",
+            "    timeout check 5s",
+            "frontend smtp",
+            "    bind fd@%d" % self.listener.fileno(),
+            "    default_backend hosts",
+            "backend hosts",
+            "    balance %s" % balance,
+            "    source %s" % BALANCER,
+        ]
+        if check == "smtpchk":
+            lines.append("    option smtpchk EHLO %s" % helo)
+        for name, (host, port) in zip(self.names, servers):
+            where = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+            lines.append("    server %s %s%s%s" % (name, where, proxy, checks))
+        return "\n".join(lines) + "\n"
+
+    def admin(self, command, limit=5.0):
+        """One command on the stats socket; its whole answer as text."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(limit)
+            s.connect(self.stats)
+            s.sendall(command.encode() + b"\n")
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out.decode("latin-1")
+                out += chunk
+
+    def wait_ready(self, limit=10.0):
+        """Bounded: until the stats socket answers, or HAProxy has exited."""
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise Failed("haproxy exited with %s: %s" % (self.proc.returncode, self.output()))
+            try:
+                if "Pid:" in self.admin("show info", limit=1.0):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise Failed("haproxy did not start within %.0f s: %s" % (limit, self.output()))
+
+    def servers(self):
+        """{server name: row of `show stat`, as a dict of its CSV columns}."""
+        text = self.admin("show stat")
+        lines = [l for l in text.splitlines() if l]
+        header = lines[0].lstrip("# ").split(",")
+        rows = {}
+        for line in lines[1:]:
+            row = dict(zip(header, line.split(",")))
+            if row.get("pxname") == "hosts" and row.get("svname") in self.names:
+                rows[row["svname"]] = row
+        return rows
+
+    def wait_check(self, name, status="L7OK", limit=15.0):
+        """Bounded: until server name's last health check reads status; its row."""
+        end = time.monotonic() + limit
+        row = {}
+        while time.monotonic() < end:
+            row = self.servers().get(name, {})
+            if row.get("check_status") == status:
+                return row
+            time.sleep(0.05)
+        raise Failed("server %s: check %r, status %r after %.0f s, not %s"
+                     % (name, row.get("check_status"), row.get("status"), limit, status))
+
+    def connect(self, source=CLIENT, limit=10.0):
+        """A client connection through the balancer, from source."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=limit,
+                                        source_address=(source, 0))
+
+    def output(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("latin-1")[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        """SIGTERM to HAProxy by its pid, SIGKILL if it lingers; remove its files."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.listener.close()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
