@@ -417,6 +417,28 @@ struct data_status {
 };
 
 /*
+ * A line of the client's header section; false once it has ended. Counts
+ * Received fields (RFC 5321 6.3). Our trace fields come first and must stay
+ * as written, but a first line starting with SP or HTAB would be read as
+ * part of our Received field (RFC 5322 2.2.3 folding: a forged comment or
+ * date). Such a line cannot start a field, so the client sent no header:
+ * like Postfix's smtpd, store an empty line before it, making it body.
+ */
+static bool
+header_line(struct session *s, struct data_status *st, const char *p, size_t n)
+{
+	if (n == 0)
+		return false;
+	if (st->size == 0 && (p[0] == ' ' || p[0] == '\t')) {	/* size 0: the first line */
+		maildir_write(&s->delivery, "\n", 1);
+		return false;
+	}
+	if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
+		st->hops++;
+	return true;
+}
+
+/*
  * Read message data up to <CRLF>.<CRLF>, the only end of data (RFC 5321
  * 4.1.1.4): a "." line ends it only when it and the line before both ended
  * in CRLF. Bare LF ends a stored line but never the data; bare CR is kept
@@ -449,12 +471,8 @@ receive_data(struct session *s, struct data_status *st)
 			p++;
 			n--;
 		}
-		if (line_start && in_header) {
-			if (n == 0)
-				in_header = false;
-			else if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
-				st->hops++;
-		}
+		if (line_start && in_header)
+			in_header = header_line(s, st, p, n);
 		st->size += n + (line.complete ? 2 : 0);
 		if (st->size > s->cfg->max_message_size && !st->too_big) {
 			st->too_big = true;

@@ -229,7 +229,10 @@ static const struct data_case data_cases[] = {
 	D("a\r\n.\r\n", "a\n"),
 	D("..\r\n.\r\n", ".\n"),
 	D("..x\r\n.x\r\n.\r\n", ".x\nx\n"),
-	D(". \r\n.\r\n", " \n"),
+	/* A first line led by a blank would extend our Received field: it becomes body. */
+	D(". \r\n.\r\n", "\n \n"),
+	D("\t(forged)\r\nSubject: x\r\n.\r\n", "\n\t(forged)\nSubject: x\n"),
+	D("Subject: x\r\n\tfolded\r\n.\r\n", "Subject: x\n\tfolded\n"),
 	D("a\nb\r\n.\r\n", "a\nb\n"),		/* bare LF ends a stored line */
 	D("a\rb\r\n.\r\n", "a\rb\n"),		/* bare CR is kept */
 	D("8bit \xe9\xff\x01\r\n.\r\n", "8bit \xe9\xff\x01\n"),
