@@ -454,6 +454,61 @@ START_TEST(mail_loop_is_refused)
 }
 END_TEST
 
+/*
+ * The command table's rules: a command in a state where it is not allowed,
+ * with an argument it does not take or without one it needs. Each is one
+ * reply, one log line and exactly one error: 19 leave the session open,
+ * the 20th makes the next command get 421 (ERROR_LIMIT).
+ */
+struct rule_case {
+	const char *before;	/* brings the session to the state; no errors */
+	const char *command;
+	const char *reply;
+};
+
+static const struct rule_case rule_cases[] = {
+	{ "", MAIL, "503 5.5.1 Send HELO/EHLO first" },
+	{ EHLO MAIL, MAIL, "503 5.5.1 Nested MAIL command" },
+	{ EHLO MAIL RCPT, MAIL, "503 5.5.1 Nested MAIL command" },
+	{ EHLO, RCPT, "503 5.5.1 MAIL first" },
+	{ EHLO, "DATA\r\n", "503 5.5.1 MAIL first" },
+	{ EHLO MAIL, "DATA\r\n", "554 5.5.1 No valid recipients" },
+	{ EHLO MAIL RCPT, "DATA now\r\n", "501 5.5.4 Syntax: DATA" },
+	{ EHLO, "RSET now\r\n", "501 5.5.4 Syntax: RSET" },
+	{ "", "QUIT now\r\n", "501 5.5.4 Syntax: QUIT" },
+	{ "", "HELO\r\n", "501 5.5.4 Syntax: HELO hostname" },
+	{ EHLO, "EHLO \r\n", "501 5.5.4 Syntax: EHLO hostname" },
+	{ "", "VRFY\r\n", "501 5.5.4 Syntax: VRFY address" },
+};
+
+START_TEST(table_rules_count_one_error_each)
+{
+	const struct rule_case *c = &rule_cases[_i / 2];
+	size_t times = _i % 2 ? 20 : 19, first = 1, n;
+	char input[4096], verb[16];
+	struct harness h;
+
+	n = (size_t)snprintf(input, sizeof(input), "%s", c->before);
+	for (const char *p = c->before; (p = strstr(p, "\r\n")) != NULL; p += 2)
+		first++;	/* the greeting, then one reply per line before */
+	for (size_t i = 0; i < times; i++)
+		n += (size_t)snprintf(input + n, sizeof(input) - n, "%s", c->command);
+	n += (size_t)snprintf(input + n, sizeof(input) - n, "NOOP\r\n");
+	harness_init(&h);
+	routes_finish(&h.routes);
+	harness_run(&h, input, n, 0);
+	for (size_t i = first; i < first + times; i++)
+		ck_assert_str_eq(harness_reply(&h, i), c->reply);
+	snprintf(verb, sizeof(verb), "cmd=%.4s ", c->command);
+	ck_assert_uint_eq(harness_log_count("refused "), times);
+	ck_assert_uint_eq(harness_log_count(verb), times);
+	ck_assert_str_eq(harness_reply(&h, first + times), times == 19 ? "250 2.0.0 Ok" :
+	    "421 4.7.0 mx.example Error: too many errors");
+	ck_assert_uint_eq(h.nreplies, first + times + 1);
+	harness_finish(&h);
+}
+END_TEST
+
 static Suite *
 session_suite(void)
 {
@@ -463,6 +518,8 @@ session_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_loop_test(tc, exchange_table, 0, 2 * (int)(sizeof(exchanges) / sizeof(exchanges[0])));
 	tcase_add_loop_test(tc, data_transparency, 0, 2 * (int)(sizeof(data_cases) / sizeof(data_cases[0])));
+	tcase_add_loop_test(tc, table_rules_count_one_error_each, 0,
+	    2 * (int)(sizeof(rule_cases) / sizeof(rule_cases[0])));
 	tcase_add_test(tc, ehlo_lists_what_we_implement);
 	tcase_add_test(tc, delivers_one_message);
 	tcase_add_test(tc, received_has_no_for_with_two_recipients);
