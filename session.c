@@ -29,6 +29,7 @@
 #define DATA_PIECE	READER_BUFFER	/* longer data lines pass in pieces */
 #define ERROR_LIMIT	20	/* Postfix's smtpd_hard_error_limit */
 #define HOP_LIMIT	100	/* RFC 5321 6.3: count Received, at least 100 */
+#define OVERSHOOT_LIMIT	1000	/* Postfix's smtpd_recipient_overshoot_limit */
 #define HELO_MAX	255
 
 enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
@@ -49,6 +50,7 @@ struct session {
 	bool	smtputf8;
 	char	first_rcpt[SMTP_PATH_MAX + 1];
 	unsigned nrcpt;
+	unsigned excess_rcpt;		/* RCPTs past max_recipients, refused with 452 */
 	const char **dirs;		/* distinct Maildirs (owned copies), max_recipients of them */
 	size_t	ndirs;
 
@@ -124,17 +126,22 @@ static const struct smtp_reply
 
 /*
  * Refuse the current command: one reply, one log line, one client error
- * toward ERROR_LIMIT. Not for excess recipients: RFC 5321 4.5.3.1.10 has
- * the client go on with those accepted.
+ * toward ERROR_LIMIT. Excess recipients differ, as RFC 5321 4.5.3.1.10 has
+ * the client go on with those accepted: the first of a transaction is
+ * logged and the transaction's line counts them all; like Postfix, they
+ * are errors only past OVERSHOOT_LIMIT, so a flood ends at the error limit.
  */
 static void
 refuse(struct session *s, const struct smtp_reply *r)
 {
+	bool excess = r == &TOO_MANY_RECIPIENTS;
+
 	reply_send(&s->out, r->code, r->ecode, "%s", r->text);
-	log_info("refused peer=%s cmd=%s reply=\"%d %s %s\"",
-	    s->cfg->peer, s->verb, r->code, r->ecode, r->text);
-	if (r != &TOO_MANY_RECIPIENTS)
+	if (!excess || ++s->excess_rcpt > OVERSHOOT_LIMIT)
 		s->errors++;
+	if (!excess || s->excess_rcpt == 1)
+		log_info("refused peer=%s cmd=%s reply=\"%d %s %s\"",
+		    s->cfg->peer, s->verb, r->code, r->ecode, r->text);
 }
 
 /* Send a handler's outcome; 4xx and 5xx are refusals. */
@@ -186,6 +193,7 @@ reset_transaction(struct session *s)
 	s->first_rcpt[0] = '\0';
 	s->smtputf8 = false;
 	s->nrcpt = 0;
+	s->excess_rcpt = 0;
 	for (size_t i = 0; i < s->ndirs; i++)
 		free((void *)s->dirs[i]);
 	s->ndirs = 0;
@@ -509,9 +517,11 @@ receive_data(struct session *s, struct data_status *st)
 static void
 log_delivery(struct session *s, const char *result, unsigned long long size)
 {
-	log_info("%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu",
+	log_info("%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu "
+	    "excess-rcpt=%u",
 	    result, s->cfg->peer, s->delivery.id, log_quote(s->from, strlen(s->from)),
-	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndirs, size);
+	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndirs, size,
+	    s->excess_rcpt);
 }
 
 /* After the final dot: exactly one reply, 250 only once it is on disk. */

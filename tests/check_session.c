@@ -351,6 +351,66 @@ START_TEST(too_many_recipients_refuses_only_the_excess)
 }
 END_TEST
 
+/* 452s for excess recipients: one log line per transaction, the count in its delivery line. */
+START_TEST(excess_recipients_are_logged_once_per_transaction)
+{
+	struct harness h;
+	char input[4096];
+	size_t n = (size_t)snprintf(input, sizeof(input), EHLO);
+
+	for (int t = 0; t < 2; t++) {
+		n += (size_t)snprintf(input + n, sizeof(input) - n, MAIL RCPT);
+		for (int i = 0; i < 5 - 2 * t; i++)
+			n += (size_t)snprintf(input + n, sizeof(input) - n, "RCPT TO:<r%d@example.org>\r\n", i);
+		n += (size_t)snprintf(input + n, sizeof(input) - n, "DATA\r\nx\r\n.\r\n");
+	}
+	n += (size_t)snprintf(input + n, sizeof(input) - n, MAIL RCPT "DATA\r\nx\r\n.\r\n");
+	harness_init(&h);
+	h.cfg.max_recipients = 1;
+	routes_finish(&h.routes);
+	harness_run(&h, input, n, 0);
+	ck_assert_str_eq(harness_reply(&h, 8), "452 4.5.3 Too many recipients");
+	ck_assert_str_eq(harness_reply(&h, 9), "354 End data with <CR><LF>.<CR><LF>");
+	ck_assert_uint_eq(harness_log_count("reply=\"452 4.5.3 Too many recipients\""), 2);
+	ck_assert_uint_eq(harness_log_count("delivered "), 3);
+	ck_assert_uint_eq(harness_log_count(" nrcpt=1 "), 3);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=5"), 1);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=3"), 1);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=0"), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * Past 1,000 excess recipients (Postfix's smtpd_recipient_overshoot_limit)
+ * each one is an error: 1,019 leave the session open, 1,020 end it.
+ */
+START_TEST(recipient_overshoot_ends_the_session)
+{
+	size_t excess = _i ? 1020 : 1019, n;
+	char *input = malloc(64 * 1024);
+	struct harness h;
+
+	n = (size_t)snprintf(input, 200, EHLO MAIL RCPT);
+	for (size_t i = 0; i < excess; i++)
+		n += (size_t)snprintf(input + n, 64, "RCPT TO:<r%zu@example.org>\r\n", i);
+	n += (size_t)snprintf(input + n, 64, "NOOP\r\n");
+	harness_init(&h);
+	h.cfg.max_recipients = 1;
+	routes_finish(&h.routes);
+	harness_run(&h, input, n, 0);
+	ck_assert_str_eq(harness_reply(&h, 3), "250 2.1.5 Ok");
+	for (size_t i = 4; i < 4 + excess; i++)
+		ck_assert_str_eq(harness_reply(&h, i), "452 4.5.3 Too many recipients");
+	ck_assert_str_eq(harness_reply(&h, 4 + excess), _i ? "421 4.7.0 mx.example Error: too many errors" :
+	    "250 2.0.0 Ok");
+	ck_assert_uint_eq(h.nreplies, 5 + excess);
+	ck_assert_uint_eq(harness_log_count("reply=\"452 "), 1);
+	free(input);
+	harness_finish(&h);
+}
+END_TEST
+
 START_TEST(too_many_errors_end_the_session)
 {
 	struct harness h;
@@ -528,6 +588,8 @@ session_suite(void)
 	tcase_add_test(tc, oversized_data_is_read_to_the_end_then_refused);
 	tcase_add_test(tc, long_data_lines_pass_whole);
 	tcase_add_test(tc, too_many_recipients_refuses_only_the_excess);
+	tcase_add_test(tc, excess_recipients_are_logged_once_per_transaction);
+	tcase_add_loop_test(tc, recipient_overshoot_ends_the_session, 0, 2);
 	tcase_add_test(tc, too_many_errors_end_the_session);
 	tcase_add_test(tc, eof_mid_data_delivers_nothing);
 	tcase_add_test(tc, several_messages_get_their_own_files);
