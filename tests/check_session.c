@@ -329,6 +329,16 @@ START_TEST(long_data_lines_pass_whole)
 }
 END_TEST
 
+/* Run input in a session that takes at most max recipients per transaction. */
+static void
+run_max_rcpt(struct harness *h, const char *input, size_t n, unsigned max)
+{
+	harness_init(h);
+	h->cfg.max_recipients = max;
+	routes_finish(&h->routes);
+	harness_run(h, input, n, 0);
+}
+
 START_TEST(too_many_recipients_refuses_only_the_excess)
 {
 	struct harness h;
@@ -338,10 +348,7 @@ START_TEST(too_many_recipients_refuses_only_the_excess)
 	for (int i = 0; i < 25; i++)
 		n += (size_t)snprintf(input + n, sizeof(input) - n, "RCPT TO:<r%d@example.org>\r\n", i);
 	n += (size_t)snprintf(input + n, sizeof(input) - n, "DATA\r\nx\r\n.\r\n");
-	harness_init(&h);
-	h.cfg.max_recipients = 3;
-	routes_finish(&h.routes);
-	harness_run(&h, input, n, 0);
+	run_max_rcpt(&h, input, n, 3);
 	ck_assert_str_eq(harness_reply(&h, 5), "250 2.1.5 Ok");
 	ck_assert_str_eq(harness_reply(&h, 6), "452 4.5.3 Too many recipients");
 	/* 22 excess 452s do not count as errors: the session goes on. */
@@ -365,10 +372,7 @@ START_TEST(excess_recipients_are_logged_once_per_transaction)
 		n += (size_t)snprintf(input + n, sizeof(input) - n, "DATA\r\nx\r\n.\r\n");
 	}
 	n += (size_t)snprintf(input + n, sizeof(input) - n, MAIL RCPT "DATA\r\nx\r\n.\r\n");
-	harness_init(&h);
-	h.cfg.max_recipients = 1;
-	routes_finish(&h.routes);
-	harness_run(&h, input, n, 0);
+	run_max_rcpt(&h, input, n, 1);
 	ck_assert_str_eq(harness_reply(&h, 8), "452 4.5.3 Too many recipients");
 	ck_assert_str_eq(harness_reply(&h, 9), "354 End data with <CR><LF>.<CR><LF>");
 	ck_assert_uint_eq(harness_log_count("reply=\"452 4.5.3 Too many recipients\""), 2);
@@ -395,10 +399,7 @@ START_TEST(recipient_overshoot_ends_the_session)
 	for (size_t i = 0; i < excess; i++)
 		n += (size_t)snprintf(input + n, 64, "RCPT TO:<r%zu@example.org>\r\n", i);
 	n += (size_t)snprintf(input + n, 64, "NOOP\r\n");
-	harness_init(&h);
-	h.cfg.max_recipients = 1;
-	routes_finish(&h.routes);
-	harness_run(&h, input, n, 0);
+	run_max_rcpt(&h, input, n, 1);
 	ck_assert_str_eq(harness_reply(&h, 3), "250 2.1.5 Ok");
 	for (size_t i = 4; i < 4 + excess; i++)
 		ck_assert_str_eq(harness_reply(&h, i), "452 4.5.3 Too many recipients");
