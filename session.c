@@ -262,6 +262,36 @@ skip_keyword(const char *arg, size_t len, const char *kw)
 	return i;
 }
 
+/* MAIL FROM:<path> and RCPT TO:<path>, each path then parameters (RFC 5321 4.1.1). */
+struct path_arg {
+	const char *keyword;
+	enum path_kind kind;
+	const struct smtp_reply *usage, *bad, *too_long;
+};
+
+static const struct path_arg
+    SENDER = { "FROM:", PATH_REVERSE, &SYNTAX_MAIL, &BAD_SENDER, &SENDER_TOO_LONG },
+    RECIPIENT = { "TO:", PATH_FORWARD, &SYNTAX_RCPT, &BAD_RECIPIENT, &RECIPIENT_TOO_LONG };
+
+/* The command's path into *a, *params where its parameters start; NULL or a refusal. */
+static const struct smtp_reply *
+parse_path_arg(struct session *s, const struct path_arg *pa, bool utf8, struct address *a,
+    size_t *params)
+{
+	size_t off = skip_keyword(s->arg, s->arg_len, pa->keyword), used;
+	enum address_result ar;
+
+	if (off == 0)
+		return pa->usage;
+	ar = address_parse_path(s->arg + off, s->arg_len - off, pa->kind, utf8, a, &used);
+	if (ar == ADDRESS_NEEDS_UTF8)
+		return &NEEDS_SMTPUTF8;
+	if (ar != ADDRESS_OK)
+		return ar == ADDRESS_TOO_LONG ? pa->too_long : pa->bad;
+	*params = off + used;
+	return NULL;
+}
+
 enum param_result { PARAM_OK, PARAM_BAD_VALUE, PARAM_UNKNOWN, PARAM_TOO_BIG };
 
 /* Is p[0..klen) the keyword kw (case-insensitive, RFC 5321 4.1.1.11)? */
@@ -334,17 +364,15 @@ static const struct smtp_reply *
 handle_mail(struct session *s)
 {
 	struct address from;
-	size_t len = s->arg_len, off = skip_keyword(s->arg, len, "FROM:"), used;
-	enum address_result ar;
+	const struct smtp_reply *r;
+	size_t params;
 	enum param_result pr;
 
-	if (off == 0)
-		return &SYNTAX_MAIL;
-	ar = address_parse_path(s->arg + off, len - off, PATH_REVERSE, true, &from, &used);
-	if (ar != ADDRESS_OK)
-		return ar == ADDRESS_TOO_LONG ? &SENDER_TOO_LONG : &BAD_SENDER;
+	/* A UTF-8 sender parses; SMTPUTF8 among the parameters decides below. */
+	if ((r = parse_path_arg(s, &SENDER, true, &from, &params)) != NULL)
+		return r;
 	s->smtputf8 = false;
-	pr = parse_mail_params(s, s->arg + off + used, len - off - used);
+	pr = parse_mail_params(s, s->arg + params, s->arg_len - params);
 	if (pr != PARAM_OK) {
 		s->smtputf8 = false;
 		return pr == PARAM_UNKNOWN ? &UNKNOWN_MAIL_PARAM :
@@ -380,18 +408,13 @@ static const struct smtp_reply *
 handle_rcpt(struct session *s)
 {
 	struct address to;
-	size_t len = s->arg_len, off = skip_keyword(s->arg, len, "TO:"), used;
+	const struct smtp_reply *r;
+	size_t params;
 	struct route route;
-	enum address_result ar;
 
-	if (off == 0)
-		return &SYNTAX_RCPT;
-	ar = address_parse_path(s->arg + off, len - off, PATH_FORWARD, s->smtputf8, &to, &used);
-	if (ar == ADDRESS_NEEDS_UTF8)
-		return &NEEDS_SMTPUTF8;
-	if (ar != ADDRESS_OK)
-		return ar == ADDRESS_TOO_LONG ? &RECIPIENT_TOO_LONG : &BAD_RECIPIENT;
-	if (used < len - off)
+	if ((r = parse_path_arg(s, &RECIPIENT, s->smtputf8, &to, &params)) != NULL)
+		return r;
+	if (params < s->arg_len)
 		return &UNKNOWN_RCPT_PARAM;
 	if (s->nrcpt >= s->cfg->max_recipients)
 		return &TOO_MANY_RECIPIENTS;	/* RFC 5321 4.5.3.1.10: the excess only */
