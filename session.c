@@ -29,6 +29,7 @@
 #define DATA_PIECE	READER_BUFFER	/* longer data lines pass in pieces */
 #define ERROR_LIMIT	20	/* Postfix's smtpd_hard_error_limit */
 #define HOP_LIMIT	100	/* RFC 5321 6.3: count Received, at least 100 */
+#define OVERSHOOT_LIMIT	1000	/* Postfix's smtpd_recipient_overshoot_limit */
 #define HELO_MAX	255
 
 enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
@@ -41,12 +42,15 @@ struct session {
 	bool	esmtp;
 	char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
 	const char *verb;		/* the command being answered, for logs */
+	const char *arg;		/* its argument, in the reader: valid until the next read */
+	size_t	arg_len;
 
 	/* The mail transaction: MAIL, RCPTs, DATA. */
 	char	from[SMTP_PATH_MAX + 1];
 	bool	smtputf8;
 	char	first_rcpt[SMTP_PATH_MAX + 1];
 	unsigned nrcpt;
+	unsigned excess_rcpt;		/* RCPTs past max_recipients, refused with 452 */
 	const char **dirs;		/* distinct Maildirs (owned copies), max_recipients of them */
 	size_t	ndirs;
 
@@ -68,14 +72,88 @@ session_stop(void)
 	stop_requested = 1;
 }
 
-/* Refuse the current command: one reply for the client, one line for the log. */
+/*
+ * Every refusal, and every fixed reply: code, enhanced code (RFC 3463) and
+ * text defined once. Handlers return one of these (or REPLIED when they
+ * sent a reply of their own); the dispatcher sends it.
+ */
+struct smtp_reply {
+	int	code;
+	const char *ecode;
+	const char *text;
+};
+#define REPLIED	NULL
+
+static const struct smtp_reply
+    OK = { 250, "2.0.0", "Ok" },
+    SENDER_OK = { 250, "2.1.0", "Ok" },
+    RECIPIENT_OK = { 250, "2.1.5", "Ok" },
+    /* RFC 5321 7.3: 252 when we will not say who exists */
+    CANNOT_VRFY = { 252, "2.5.2", "Cannot VRFY user, but will accept message" },
+    HELP_TEXT = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP" },
+    /* Commands out of order (RFC 5321 4.1.4) */
+    HELLO_FIRST = { 503, "5.5.1", "Send HELO/EHLO first" },
+    NESTED_MAIL = { 503, "5.5.1", "Nested MAIL command" },
+    MAIL_FIRST = { 503, "5.5.1", "MAIL first" },
+    NO_RECIPIENTS = { 554, "5.5.1", "No valid recipients" },
+    /* Syntax */
+    UNKNOWN_COMMAND = { 500, "5.5.2", "Command not recognized" },
+    NUL_IN_COMMAND = { 500, "5.5.2", "Syntax error: NUL byte in command" },
+    LINE_TOO_LONG = { 500, "5.5.2", "Line too long" },
+    NOT_IMPLEMENTED = { 502, "5.5.1", "Command not implemented" },	/* RFC 5321 4.2.4 */
+    SYNTAX_MAIL = { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
+    SYNTAX_RCPT = { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
+    BAD_SENDER = { 501, "5.1.7", "Bad sender address syntax" },
+    SENDER_TOO_LONG = { 501, "5.1.7", "Sender address too long" },
+    BAD_RECIPIENT = { 501, "5.1.3", "Bad recipient address syntax" },
+    RECIPIENT_TOO_LONG = { 501, "5.1.3", "Recipient address too long" },
+    BAD_MAIL_PARAM = { 501, "5.5.4", "Bad MAIL parameter syntax" },
+    UNKNOWN_MAIL_PARAM = { 555, "5.5.4", "Unsupported MAIL parameter" },
+    UNKNOWN_RCPT_PARAM = { 555, "5.5.4", "Unsupported RCPT parameter" },
+    NEEDS_SMTPUTF8 = { 553, "5.6.7", "Must declare SMTPUTF8 to send a UTF-8 address" },
+    /* Policy */
+    TOO_MANY_RECIPIENTS = { 452, "4.5.3", "Too many recipients" },
+    USER_UNKNOWN = { 550, "5.1.1", "User unknown" },
+    RELAY_DENIED = { 550, "5.7.1", "Relay access denied" },
+    TOO_BIG = { 552, "5.3.4", "Message size exceeds fixed maximum message size" },
+    TOO_MANY_HOPS = { 554, "5.4.6", "Too many hops: mail loop?" },
+    /* Our own faults: try again later */
+    LOOKUP_FAILED = { 451, "4.3.0", "Temporary failure looking up the recipient" },
+    OUT_OF_MEMORY = { 451, "4.3.0", "Out of memory; try again later" },
+    STAGING_FAILED = { 451, "4.3.0", "Local error staging the message; try again later" },
+    WRITE_FAILED = { 451, "4.3.0", "Local error writing the message; try again later" },
+    NO_SPACE = { 452, "4.3.1", "Insufficient system storage" };
+
+/*
+ * Refuse the current command: one reply, one log line, one client error
+ * toward ERROR_LIMIT. Excess recipients differ, as RFC 5321 4.5.3.1.10 has
+ * the client go on with those accepted: the first of a transaction is
+ * logged and the transaction's line counts them all; like Postfix, they
+ * are errors only past OVERSHOOT_LIMIT, so a flood ends at the error limit.
+ */
 static void
-refuse(struct session *s, int code, const char *ecode, const char *text)
+refuse(struct session *s, const struct smtp_reply *r)
 {
-	reply_send(&s->out, code, ecode, "%s", text);
-	log_info("refused peer=%s cmd=%s reply=\"%d %s %s\"",
-	    s->cfg->peer, s->verb, code, ecode, text);
-	s->errors++;
+	bool excess = r == &TOO_MANY_RECIPIENTS;
+
+	reply_send(&s->out, r->code, r->ecode, "%s", r->text);
+	if (!excess || ++s->excess_rcpt > OVERSHOOT_LIMIT)
+		s->errors++;
+	if (!excess || s->excess_rcpt == 1)
+		log_info("refused peer=%s cmd=%s reply=\"%d %s %s\"",
+		    s->cfg->peer, s->verb, r->code, r->ecode, r->text);
+}
+
+/* Send a handler's outcome; 4xx and 5xx are refusals. */
+static void
+answer(struct session *s, const struct smtp_reply *r)
+{
+	if (r == REPLIED)
+		return;
+	if (r->code >= 400)
+		refuse(s, r);
+	else
+		reply_send(&s->out, r->code, r->ecode, "%s", r->text);
 }
 
 /* The one way out: last reply, flush, one log line. */
@@ -115,17 +193,12 @@ reset_transaction(struct session *s)
 	s->first_rcpt[0] = '\0';
 	s->smtputf8 = false;
 	s->nrcpt = 0;
+	s->excess_rcpt = 0;
 	for (size_t i = 0; i < s->ndirs; i++)
 		free((void *)s->dirs[i]);
 	s->ndirs = 0;
 	if (s->state == S_MAIL || s->state == S_RCPT)
 		s->state = S_HELLO;
-}
-
-static bool
-has_args(size_t len)
-{
-	return len > 0;
 }
 
 /* Keep the EHLO name for Received; anything outside a safe set becomes '?'. */
@@ -145,39 +218,35 @@ keep_helo(struct session *s, const char *arg, size_t len)
 }
 
 /* HELO and EHLO: RFC 5321 4.1.4, a new greeting resets the transaction. */
-static bool
-greet(struct session *s, const char *arg, size_t len, bool esmtp)
+static void
+greet(struct session *s, bool esmtp)
 {
-	if (!has_args(len)) {
-		refuse(s, 501, "5.5.4", esmtp ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
-		return false;
-	}
-	keep_helo(s, arg, len);
+	keep_helo(s, s->arg, s->arg_len);
 	s->esmtp = esmtp;
 	reset_transaction(s);
 	s->state = S_HELLO;
-	return true;
 }
 
-static void
-handle_helo(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_helo(struct session *s)
 {
-	if (greet(s, arg, len, false))
-		reply_send(&s->out, 250, NULL, "%s", s->cfg->hostname);
+	greet(s, false);
+	reply_send(&s->out, 250, NULL, "%s", s->cfg->hostname);
+	return REPLIED;
 }
 
-static void
-handle_ehlo(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_ehlo(struct session *s)
 {
-	if (!greet(s, arg, len, true))
-		return;
-	/* RFC 5321 4.1.1.1: list exactly what we implement (protocol.md 2.9). */
+	greet(s, true);
+	/* RFC 5321 4.1.1.1: list exactly what we implement. */
 	reply_send_more(&s->out, 250, "%s", s->cfg->hostname);
 	reply_send_more(&s->out, 250, "PIPELINING");
 	reply_send_more(&s->out, 250, "SIZE %llu", s->cfg->max_message_size);
 	reply_send_more(&s->out, 250, "8BITMIME");
 	reply_send_more(&s->out, 250, "ENHANCEDSTATUSCODES");
 	reply_send(&s->out, 250, NULL, "SMTPUTF8");
+	return REPLIED;
 }
 
 /* "FROM:" or "TO:", then optional spaces (a common, harmless leniency). */
@@ -191,6 +260,36 @@ skip_keyword(const char *arg, size_t len, const char *kw)
 	for (i = k; i < len && arg[i] == ' '; i++)
 		;
 	return i;
+}
+
+/* MAIL FROM:<path> and RCPT TO:<path>, each path then parameters (RFC 5321 4.1.1). */
+struct path_arg {
+	const char *keyword;
+	enum path_kind kind;
+	const struct smtp_reply *usage, *bad, *too_long;
+};
+
+static const struct path_arg
+    SENDER = { "FROM:", PATH_REVERSE, &SYNTAX_MAIL, &BAD_SENDER, &SENDER_TOO_LONG },
+    RECIPIENT = { "TO:", PATH_FORWARD, &SYNTAX_RCPT, &BAD_RECIPIENT, &RECIPIENT_TOO_LONG };
+
+/* The command's path into *a, *params where its parameters start; NULL or a refusal. */
+static const struct smtp_reply *
+parse_path_arg(struct session *s, const struct path_arg *pa, bool utf8, struct address *a,
+    size_t *params)
+{
+	size_t off = skip_keyword(s->arg, s->arg_len, pa->keyword), used;
+	enum address_result ar;
+
+	if (off == 0)
+		return pa->usage;
+	ar = address_parse_path(s->arg + off, s->arg_len - off, pa->kind, utf8, a, &used);
+	if (ar == ADDRESS_NEEDS_UTF8)
+		return &NEEDS_SMTPUTF8;
+	if (ar != ADDRESS_OK)
+		return ar == ADDRESS_TOO_LONG ? pa->too_long : pa->bad;
+	*params = off + used;
+	return NULL;
 }
 
 enum param_result { PARAM_OK, PARAM_BAD_VALUE, PARAM_UNKNOWN, PARAM_TOO_BIG };
@@ -261,51 +360,29 @@ parse_mail_params(struct session *s, const char *p, size_t n)
 	return PARAM_OK;
 }
 
-static void
-handle_mail(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_mail(struct session *s)
 {
 	struct address from;
-	size_t off = skip_keyword(arg, len, "FROM:"), used;
-	enum address_result ar;
+	const struct smtp_reply *r;
+	size_t params;
 	enum param_result pr;
 
-	if (s->state == S_GREETED) {
-		refuse(s, 503, "5.5.1", "Send HELO/EHLO first");
-		return;
-	}
-	if (s->state != S_HELLO) {
-		refuse(s, 503, "5.5.1", "Nested MAIL command");
-		return;
-	}
-	if (off == 0) {
-		refuse(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
-		return;
-	}
-	ar = address_parse_path(arg + off, len - off, PATH_REVERSE, true, &from, &used);
-	if (ar != ADDRESS_OK) {
-		refuse(s, 501, "5.1.7", ar == ADDRESS_TOO_LONG ? "Sender address too long" :
-		    "Bad sender address syntax");
-		return;
-	}
+	/* A UTF-8 sender parses; SMTPUTF8 among the parameters decides below. */
+	if ((r = parse_path_arg(s, &SENDER, true, &from, &params)) != NULL)
+		return r;
 	s->smtputf8 = false;
-	pr = parse_mail_params(s, arg + off + used, len - off - used);
-	if (pr == PARAM_UNKNOWN || pr == PARAM_BAD_VALUE || pr == PARAM_TOO_BIG) {
+	pr = parse_mail_params(s, s->arg + params, s->arg_len - params);
+	if (pr != PARAM_OK) {
 		s->smtputf8 = false;
-		if (pr == PARAM_UNKNOWN)
-			refuse(s, 555, "5.5.4", "Unsupported MAIL parameter");
-		else if (pr == PARAM_BAD_VALUE)
-			refuse(s, 501, "5.5.4", "Bad MAIL parameter syntax");
-		else
-			refuse(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
-		return;
+		return pr == PARAM_UNKNOWN ? &UNKNOWN_MAIL_PARAM :
+		    pr == PARAM_TOO_BIG ? &TOO_BIG : &BAD_MAIL_PARAM;
 	}
-	if (from.utf8 && !s->smtputf8) {
-		refuse(s, 553, "5.6.7", "Must declare SMTPUTF8 to send a UTF-8 address");
-		return;
-	}
+	if (from.utf8 && !s->smtputf8)
+		return &NEEDS_SMTPUTF8;
 	address_format(&from, s->from, sizeof(s->from));
 	s->state = S_MAIL;
-	reply_send(&s->out, 250, "2.1.0", "Ok");
+	return &SENDER_OK;
 }
 
 /* Remember the recipient's Maildir once, however many recipients share it. */
@@ -327,61 +404,33 @@ add_recipient(struct session *s, const struct address *to, const char *maildir)
 	return 0;
 }
 
-static void
-handle_rcpt(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_rcpt(struct session *s)
 {
 	struct address to;
-	size_t off = skip_keyword(arg, len, "TO:"), used;
+	const struct smtp_reply *r;
+	size_t params;
 	struct route route;
-	enum address_result ar;
 
-	if (s->state != S_MAIL && s->state != S_RCPT) {
-		refuse(s, 503, "5.5.1", "MAIL first");
-		return;
-	}
-	if (off == 0) {
-		refuse(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
-		return;
-	}
-	ar = address_parse_path(arg + off, len - off, PATH_FORWARD, s->smtputf8, &to, &used);
-	if (ar == ADDRESS_NEEDS_UTF8) {
-		refuse(s, 553, "5.6.7", "Must declare SMTPUTF8 to send a UTF-8 address");
-		return;
-	}
-	if (ar != ADDRESS_OK) {
-		refuse(s, 501, "5.1.3", ar == ADDRESS_TOO_LONG ? "Recipient address too long" :
-		    "Bad recipient address syntax");
-		return;
-	}
-	if (used < len - off) {
-		refuse(s, 555, "5.5.4", "Unsupported RCPT parameter");
-		return;
-	}
-	if (s->nrcpt >= s->cfg->max_recipients) {
-		/* RFC 5321 4.5.3.1.10: 452 for the excess only; not a client error. */
-		reply_send(&s->out, 452, "4.5.3", "Too many recipients");
-		log_info("refused peer=%s cmd=RCPT reply=\"452 4.5.3 Too many recipients\"",
-		    s->cfg->peer);
-		return;
-	}
+	if ((r = parse_path_arg(s, &RECIPIENT, s->smtputf8, &to, &params)) != NULL)
+		return r;
+	if (params < s->arg_len)
+		return &UNKNOWN_RCPT_PARAM;
+	if (s->nrcpt >= s->cfg->max_recipients)
+		return &TOO_MANY_RECIPIENTS;	/* RFC 5321 4.5.3.1.10: the excess only */
 	switch (routes_lookup(s->cfg->routes, &to, &route)) {
 	case ROUTE_UNKNOWN_USER:
-		refuse(s, 550, "5.1.1", "User unknown");
-		return;
+		return &USER_UNKNOWN;
 	case ROUTE_NOT_OURS:
-		refuse(s, 550, "5.7.1", "Relay access denied");
-		return;
+		return &RELAY_DENIED;
 	case ROUTE_TEMPFAIL:
-		refuse(s, 451, "4.3.0", "Temporary failure looking up the recipient");
-		return;
+		return &LOOKUP_FAILED;
 	case ROUTE_OK:
 		break;
 	}
-	if (add_recipient(s, &to, route.maildir) == -1) {
-		refuse(s, 451, "4.3.0", "Out of memory; try again later");
-		return;
-	}
-	reply_send(&s->out, 250, "2.1.5", "Ok");
+	if (add_recipient(s, &to, route.maildir) == -1)
+		return &OUT_OF_MEMORY;
+	return &RECIPIENT_OK;
 }
 
 /* Return-Path and a Received line in RFC 5321 4.4's grammar. */
@@ -417,6 +466,28 @@ struct data_status {
 };
 
 /*
+ * A line of the client's header section; false once it has ended. Counts
+ * Received fields (RFC 5321 6.3). Our trace fields come first and must stay
+ * as written, but a first line starting with SP or HTAB would be read as
+ * part of our Received field (RFC 5322 2.2.3 folding: a forged comment or
+ * date). Such a line cannot start a field, so the client sent no header:
+ * like Postfix's smtpd, store an empty line before it, making it body.
+ */
+static bool
+header_line(struct session *s, struct data_status *st, const char *p, size_t n)
+{
+	if (n == 0)
+		return false;
+	if (st->size == 0 && (p[0] == ' ' || p[0] == '\t')) {	/* size 0: the first line */
+		maildir_write(&s->delivery, "\n", 1);
+		return false;
+	}
+	if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
+		st->hops++;
+	return true;
+}
+
+/*
  * Read message data up to <CRLF>.<CRLF>, the only end of data (RFC 5321
  * 4.1.1.4): a "." line ends it only when it and the line before both ended
  * in CRLF. Bare LF ends a stored line but never the data; bare CR is kept
@@ -449,12 +520,8 @@ receive_data(struct session *s, struct data_status *st)
 			p++;
 			n--;
 		}
-		if (line_start && in_header) {
-			if (n == 0)
-				in_header = false;
-			else if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
-				st->hops++;
-		}
+		if (line_start && in_header)
+			in_header = header_line(s, st, p, n);
 		st->size += n + (line.complete ? 2 : 0);
 		if (st->size > s->cfg->max_message_size && !st->too_big) {
 			st->too_big = true;
@@ -473,158 +540,143 @@ receive_data(struct session *s, struct data_status *st)
 static void
 log_delivery(struct session *s, const char *result, unsigned long long size)
 {
-	log_info("%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu",
+	log_info("%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu "
+	    "excess-rcpt=%u",
 	    result, s->cfg->peer, s->delivery.id, log_quote(s->from, strlen(s->from)),
-	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndirs, size);
+	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndirs, size,
+	    s->excess_rcpt);
 }
 
 /* After the final dot: exactly one reply, 250 only once it is on disk. */
-static void
+static const struct smtp_reply *
 finish_data(struct session *s, const struct data_status *st)
 {
-	if (st->too_big) {
-		refuse(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
-		return;
-	}
-	if (st->hops >= HOP_LIMIT) {
-		maildir_abort(&s->delivery);
-		refuse(s, 554, "5.4.6", "Too many hops: mail loop?");
-		return;
-	}
-	switch (maildir_commit(&s->delivery)) {
-	case DELIVER_OK:
-		log_delivery(s, "delivered", st->size);
-		reply_send(&s->out, 250, "2.0.0", "%s", s->delivery.id);
-		break;
-	case DELIVER_TEMPFAIL:
-		log_delivery(s, "failed", st->size);
-		refuse(s, 451, "4.3.0", "Local error writing the message; try again later");
-		break;
-	case DELIVER_NOSPACE:
-		log_delivery(s, "failed", st->size);
-		refuse(s, 452, "4.3.1", "Insufficient system storage");
-		break;
-	}
-}
-
-static void
-handle_data(struct session *s, const char *arg, size_t len)
-{
-	struct data_status st;
 	enum deliver_result r;
 
-	(void)arg;
-	if (has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: DATA");
-		return;
+	if (st->too_big)
+		return &TOO_BIG;
+	if (st->hops >= HOP_LIMIT) {
+		maildir_abort(&s->delivery);
+		return &TOO_MANY_HOPS;
 	}
-	if (s->state == S_MAIL) {
-		refuse(s, 554, "5.5.1", "No valid recipients");
-		return;
-	}
-	if (s->state != S_RCPT) {
-		refuse(s, 503, "5.5.1", "MAIL first");
-		return;
-	}
-	if ((r = maildir_begin(&s->delivery, s->dirs, s->ndirs)) != DELIVER_OK) {
+	r = maildir_commit(&s->delivery);
+	log_delivery(s, r == DELIVER_OK ? "delivered" : "failed", st->size);
+	if (r != DELIVER_OK)
+		return r == DELIVER_NOSPACE ? &NO_SPACE : &WRITE_FAILED;
+	reply_send(&s->out, 250, "2.0.0", "%s", s->delivery.id);
+	return REPLIED;
+}
+
+static const struct smtp_reply *
+handle_data(struct session *s)
+{
+	struct data_status st;
+	const struct smtp_reply *r = REPLIED;
+	enum deliver_result dr;
+
+	if ((dr = maildir_begin(&s->delivery, s->dirs, s->ndirs)) != DELIVER_OK) {
 		log_error("cannot stage a message peer=%s", s->cfg->peer);
-		if (r == DELIVER_NOSPACE)
-			refuse(s, 452, "4.3.1", "Insufficient system storage");
-		else
-			refuse(s, 451, "4.3.0", "Local error staging the message; try again later");
-		return;
+		return dr == DELIVER_NOSPACE ? &NO_SPACE : &STAGING_FAILED;
 	}
 	reply_send(&s->out, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	write_trace_headers(s);
 	receive_data(s, &st);
 	if (st.read == READ_LINE)
-		finish_data(s, &st);
+		r = finish_data(s, &st);
 	else	/* RFC 5321 4.1.1.10: a transaction cut short is void */
 		close_after_read(s, st.read);
 	reset_transaction(s);
+	return r;
 }
 
-static void
-handle_rset(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_rset(struct session *s)
 {
-	(void)arg;
-	if (has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: RSET");
-		return;
-	}
 	reset_transaction(s);
-	reply_send(&s->out, 250, "2.0.0", "Ok");
+	return &OK;
 }
 
-static void
-handle_noop(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_quit(struct session *s)
 {
-	(void)arg;
-	(void)len;	/* RFC 5321 4.1.1.9: parameters are ignored */
-	reply_send(&s->out, 250, "2.0.0", "Ok");
-}
-
-static void
-handle_quit(struct session *s, const char *arg, size_t len)
-{
-	(void)arg;
-	if (has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: QUIT");
-		return;
-	}
 	reply_send(&s->out, 221, "2.0.0", "Bye");
 	session_close(s, 0, NULL, "quit");
+	return REPLIED;
 }
 
-static void
-handle_vrfy(struct session *s, const char *arg, size_t len)
-{
-	(void)arg;
-	if (!has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: VRFY address");
-		return;
-	}
-	/* RFC 5321 7.3: 252 when we will not say who exists. */
-	reply_send(&s->out, 252, "2.5.2", "Cannot VRFY user, but will accept message");
-}
+/* What the dispatcher checks of a command's argument, before the state. */
+enum arg_rule {
+	ARGS_IGNORED,	/* anything: NOOP (RFC 5321 4.1.1.9), HELP, those we lack */
+	ARGS_NONE,	/* 501 with the row's usage when one is given */
+	ARGS_REQUIRED,	/* 501 with the row's usage when none is given */
+	ARGS_PARSED,	/* the handler's own grammar, so after the state (MAIL, RCPT) */
+};
 
-static void
-handle_help(struct session *s, const char *arg, size_t len)
-{
-	(void)arg;
-	(void)len;
-	reply_send(&s->out, 214, "2.0.0",
-	    "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
-}
+/* RFC 2920 3.1: a command whose reply the client waits for ends a group. */
+enum group_place { ANYWHERE, LAST_IN_GROUP };
 
-/* RFC 5321 4.2.4: recognised but not implemented is 502, not 500. */
-static void
-handle_unimplemented(struct session *s, const char *arg, size_t len)
-{
-	(void)arg;
-	(void)len;
-	refuse(s, 502, "5.5.1", "Command not implemented");
-}
-
+/*
+ * One row per verb. The dispatcher checks the argument rule, then the
+ * state, then runs the handler (or sends the row's reply when the reply is
+ * all there is to it), so a handler starts where its command is valid.
+ * refused[state] is the reply in a state where the command is not allowed
+ * (NULL: allowed), so each keeps the text it has always had. STARTTLS
+ * (RFC 3207 4.2: nothing may be pipelined after it) and BDAT will be rows.
+ */
 struct command {
 	const char *verb;
-	void	(*handle)(struct session *, const char *, size_t);
+	const struct smtp_reply *(*handle)(struct session *);
+	enum arg_rule args;
+	enum group_place group;
+	const char *usage;		/* the 501 text for ARGS_NONE, ARGS_REQUIRED */
+	const struct smtp_reply *reply;	/* the answer of a row without a handler */
+	const struct smtp_reply *refused[S_CLOSED];	/* S_CLOSED reads no command */
 };
 
 static const struct command commands[] = {
-	{ "HELO", handle_helo }, { "EHLO", handle_ehlo }, { "MAIL", handle_mail },
-	{ "RCPT", handle_rcpt }, { "DATA", handle_data }, { "RSET", handle_rset },
-	{ "NOOP", handle_noop }, { "QUIT", handle_quit }, { "VRFY", handle_vrfy },
-	{ "HELP", handle_help },
-	/* RFC 821 relics and extensions we do not offer (protocol.md 1.12). */
-	{ "EXPN", handle_unimplemented }, { "SEND", handle_unimplemented },
-	{ "SOML", handle_unimplemented }, { "SAML", handle_unimplemented },
-	{ "TURN", handle_unimplemented }, { "ETRN", handle_unimplemented },
-	{ "ATRN", handle_unimplemented }, { "BDAT", handle_unimplemented },
-	{ "AUTH", handle_unimplemented }, { "STARTTLS", handle_unimplemented },
+	{ "HELO", handle_helo, ARGS_REQUIRED, LAST_IN_GROUP, .usage = "Syntax: HELO hostname" },
+	{ "EHLO", handle_ehlo, ARGS_REQUIRED, LAST_IN_GROUP, .usage = "Syntax: EHLO hostname" },
+	{ "MAIL", handle_mail, ARGS_PARSED, ANYWHERE, .refused = {
+	    [S_GREETED] = &HELLO_FIRST, [S_MAIL] = &NESTED_MAIL, [S_RCPT] = &NESTED_MAIL } },
+	{ "RCPT", handle_rcpt, ARGS_PARSED, ANYWHERE, .refused = {
+	    [S_GREETED] = &MAIL_FIRST, [S_HELLO] = &MAIL_FIRST } },
+	{ "DATA", handle_data, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: DATA", .refused = {
+	    [S_GREETED] = &MAIL_FIRST, [S_HELLO] = &MAIL_FIRST, [S_MAIL] = &NO_RECIPIENTS } },
+	{ "RSET", handle_rset, ARGS_NONE, ANYWHERE, .usage = "Syntax: RSET" },
+	{ "NOOP", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &OK },
+	{ "QUIT", handle_quit, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: QUIT" },
+	{ "VRFY", NULL, ARGS_REQUIRED, LAST_IN_GROUP, .usage = "Syntax: VRFY address",
+	    .reply = &CANNOT_VRFY },
+	{ "HELP", NULL, ARGS_IGNORED, ANYWHERE, .reply = &HELP_TEXT },
+	/* RFC 821 relics and extensions we do not offer. */
+	{ "EXPN", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
+	{ "SEND", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "SOML", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "SAML", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "TURN", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
+	{ "ETRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "ATRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "BDAT", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "AUTH", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "STARTTLS", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
 };
 
-/* Split "VERB args", drop trailing blanks (RFC 5321 4.1.1), dispatch. */
+/* The row's rules, then its handler: exactly one reply either way. */
+static void
+run_command(struct session *s, const struct command *c)
+{
+	bool has_arg = s->arg_len > 0;
+
+	s->verb = c->verb;
+	if ((c->args == ARGS_NONE && has_arg) || (c->args == ARGS_REQUIRED && !has_arg))
+		refuse(s, &(const struct smtp_reply){ 501, "5.5.4", c->usage });
+	else if (c->refused[s->state] != NULL)
+		refuse(s, c->refused[s->state]);
+	else
+		answer(s, c->handle != NULL ? c->handle(s) : c->reply);
+}
+
+/* Split "VERB args", drop trailing blanks (RFC 5321 4.1.1), find the row. */
 static void
 dispatch(struct session *s, const char *p, size_t n)
 {
@@ -636,16 +688,17 @@ dispatch(struct session *s, const char *p, size_t n)
 		vlen++;
 	for (arg = vlen; arg < n && p[arg] == ' '; arg++)
 		;
+	s->arg = p + arg;
+	s->arg_len = n - arg;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strlen(commands[i].verb) == vlen &&
 		    strncasecmp(commands[i].verb, p, vlen) == 0) {
-			s->verb = commands[i].verb;
-			commands[i].handle(s, p + arg, n - arg);
+			run_command(s, &commands[i]);
 			return;
 		}
 	}
 	s->verb = "unknown";
-	refuse(s, 500, "5.5.2", "Command not recognized");
+	refuse(s, &UNKNOWN_COMMAND);
 }
 
 static void
@@ -655,14 +708,14 @@ handle_line(struct session *s, enum read_result r, const struct line *line)
 	case READ_LINE:
 		if (memchr(line->bytes, '\0', line->len) != NULL) {
 			s->verb = "NUL";
-			refuse(s, 500, "5.5.2", "Syntax error: NUL byte in command");
+			refuse(s, &NUL_IN_COMMAND);
 		} else {
 			dispatch(s, line->bytes, line->len);
 		}
 		break;
 	case READ_TOO_LONG:
 		s->verb = "too-long";
-		refuse(s, 500, "5.5.2", "Line too long");
+		refuse(s, &LINE_TOO_LONG);
 		break;
 	default:
 		close_after_read(s, r);

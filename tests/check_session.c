@@ -229,7 +229,10 @@ static const struct data_case data_cases[] = {
 	D("a\r\n.\r\n", "a\n"),
 	D("..\r\n.\r\n", ".\n"),
 	D("..x\r\n.x\r\n.\r\n", ".x\nx\n"),
-	D(". \r\n.\r\n", " \n"),
+	/* A first line led by a blank would extend our Received field: it becomes body. */
+	D(". \r\n.\r\n", "\n \n"),
+	D("\t(forged)\r\nSubject: x\r\n.\r\n", "\n\t(forged)\nSubject: x\n"),
+	D("Subject: x\r\n\tfolded\r\n.\r\n", "Subject: x\n\tfolded\n"),
 	D("a\nb\r\n.\r\n", "a\nb\n"),		/* bare LF ends a stored line */
 	D("a\rb\r\n.\r\n", "a\rb\n"),		/* bare CR is kept */
 	D("8bit \xe9\xff\x01\r\n.\r\n", "8bit \xe9\xff\x01\n"),
@@ -326,6 +329,16 @@ START_TEST(long_data_lines_pass_whole)
 }
 END_TEST
 
+/* Run input in a session that takes at most max recipients per transaction. */
+static void
+run_max_rcpt(struct harness *h, const char *input, size_t n, unsigned max)
+{
+	harness_init(h);
+	h->cfg.max_recipients = max;
+	routes_finish(&h->routes);
+	harness_run(h, input, n, 0);
+}
+
 START_TEST(too_many_recipients_refuses_only_the_excess)
 {
 	struct harness h;
@@ -335,15 +348,66 @@ START_TEST(too_many_recipients_refuses_only_the_excess)
 	for (int i = 0; i < 25; i++)
 		n += (size_t)snprintf(input + n, sizeof(input) - n, "RCPT TO:<r%d@example.org>\r\n", i);
 	n += (size_t)snprintf(input + n, sizeof(input) - n, "DATA\r\nx\r\n.\r\n");
-	harness_init(&h);
-	h.cfg.max_recipients = 3;
-	routes_finish(&h.routes);
-	harness_run(&h, input, n, 0);
+	run_max_rcpt(&h, input, n, 3);
 	ck_assert_str_eq(harness_reply(&h, 5), "250 2.1.5 Ok");
 	ck_assert_str_eq(harness_reply(&h, 6), "452 4.5.3 Too many recipients");
 	/* 22 excess 452s do not count as errors: the session goes on. */
 	ck_assert_str_eq(harness_reply(&h, 28), "354 End data with <CR><LF>.<CR><LF>");
 	ck_assert_int_eq(harness_count(&h, "new"), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/* 452s for excess recipients: one log line per transaction, the count in its delivery line. */
+START_TEST(excess_recipients_are_logged_once_per_transaction)
+{
+	struct harness h;
+	char input[4096];
+	size_t n = (size_t)snprintf(input, sizeof(input), EHLO);
+
+	for (int t = 0; t < 2; t++) {
+		n += (size_t)snprintf(input + n, sizeof(input) - n, MAIL RCPT);
+		for (int i = 0; i < 5 - 2 * t; i++)
+			n += (size_t)snprintf(input + n, sizeof(input) - n, "RCPT TO:<r%d@example.org>\r\n", i);
+		n += (size_t)snprintf(input + n, sizeof(input) - n, "DATA\r\nx\r\n.\r\n");
+	}
+	n += (size_t)snprintf(input + n, sizeof(input) - n, MAIL RCPT "DATA\r\nx\r\n.\r\n");
+	run_max_rcpt(&h, input, n, 1);
+	ck_assert_str_eq(harness_reply(&h, 8), "452 4.5.3 Too many recipients");
+	ck_assert_str_eq(harness_reply(&h, 9), "354 End data with <CR><LF>.<CR><LF>");
+	ck_assert_uint_eq(harness_log_count("reply=\"452 4.5.3 Too many recipients\""), 2);
+	ck_assert_uint_eq(harness_log_count("delivered "), 3);
+	ck_assert_uint_eq(harness_log_count(" nrcpt=1 "), 3);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=5"), 1);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=3"), 1);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=0"), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * Past 1,000 excess recipients (Postfix's smtpd_recipient_overshoot_limit)
+ * each one is an error: 1,019 leave the session open, 1,020 end it.
+ */
+START_TEST(recipient_overshoot_ends_the_session)
+{
+	size_t excess = _i ? 1020 : 1019, n;
+	char *input = malloc(64 * 1024);
+	struct harness h;
+
+	n = (size_t)snprintf(input, 200, EHLO MAIL RCPT);
+	for (size_t i = 0; i < excess; i++)
+		n += (size_t)snprintf(input + n, 64, "RCPT TO:<r%zu@example.org>\r\n", i);
+	n += (size_t)snprintf(input + n, 64, "NOOP\r\n");
+	run_max_rcpt(&h, input, n, 1);
+	ck_assert_str_eq(harness_reply(&h, 3), "250 2.1.5 Ok");
+	for (size_t i = 4; i < 4 + excess; i++)
+		ck_assert_str_eq(harness_reply(&h, i), "452 4.5.3 Too many recipients");
+	ck_assert_str_eq(harness_reply(&h, 4 + excess), _i ? "421 4.7.0 mx.example Error: too many errors" :
+	    "250 2.0.0 Ok");
+	ck_assert_uint_eq(h.nreplies, 5 + excess);
+	ck_assert_uint_eq(harness_log_count("reply=\"452 "), 1);
+	free(input);
 	harness_finish(&h);
 }
 END_TEST
@@ -451,6 +515,61 @@ START_TEST(mail_loop_is_refused)
 }
 END_TEST
 
+/*
+ * The command table's rules: a command in a state where it is not allowed,
+ * with an argument it does not take or without one it needs. Each is one
+ * reply, one log line and exactly one error: 19 leave the session open,
+ * the 20th makes the next command get 421 (ERROR_LIMIT).
+ */
+struct rule_case {
+	const char *before;	/* brings the session to the state; no errors */
+	const char *command;
+	const char *reply;
+};
+
+static const struct rule_case rule_cases[] = {
+	{ "", MAIL, "503 5.5.1 Send HELO/EHLO first" },
+	{ EHLO MAIL, MAIL, "503 5.5.1 Nested MAIL command" },
+	{ EHLO MAIL RCPT, MAIL, "503 5.5.1 Nested MAIL command" },
+	{ EHLO, RCPT, "503 5.5.1 MAIL first" },
+	{ EHLO, "DATA\r\n", "503 5.5.1 MAIL first" },
+	{ EHLO MAIL, "DATA\r\n", "554 5.5.1 No valid recipients" },
+	{ EHLO MAIL RCPT, "DATA now\r\n", "501 5.5.4 Syntax: DATA" },
+	{ EHLO, "RSET now\r\n", "501 5.5.4 Syntax: RSET" },
+	{ "", "QUIT now\r\n", "501 5.5.4 Syntax: QUIT" },
+	{ "", "HELO\r\n", "501 5.5.4 Syntax: HELO hostname" },
+	{ EHLO, "EHLO \r\n", "501 5.5.4 Syntax: EHLO hostname" },
+	{ "", "VRFY\r\n", "501 5.5.4 Syntax: VRFY address" },
+};
+
+START_TEST(table_rules_count_one_error_each)
+{
+	const struct rule_case *c = &rule_cases[_i / 2];
+	size_t times = _i % 2 ? 20 : 19, first = 1, n;
+	char input[4096], verb[16];
+	struct harness h;
+
+	n = (size_t)snprintf(input, sizeof(input), "%s", c->before);
+	for (const char *p = c->before; (p = strstr(p, "\r\n")) != NULL; p += 2)
+		first++;	/* the greeting, then one reply per line before */
+	for (size_t i = 0; i < times; i++)
+		n += (size_t)snprintf(input + n, sizeof(input) - n, "%s", c->command);
+	n += (size_t)snprintf(input + n, sizeof(input) - n, "NOOP\r\n");
+	harness_init(&h);
+	routes_finish(&h.routes);
+	harness_run(&h, input, n, 0);
+	for (size_t i = first; i < first + times; i++)
+		ck_assert_str_eq(harness_reply(&h, i), c->reply);
+	snprintf(verb, sizeof(verb), "cmd=%.4s ", c->command);
+	ck_assert_uint_eq(harness_log_count("refused "), times);
+	ck_assert_uint_eq(harness_log_count(verb), times);
+	ck_assert_str_eq(harness_reply(&h, first + times), times == 19 ? "250 2.0.0 Ok" :
+	    "421 4.7.0 mx.example Error: too many errors");
+	ck_assert_uint_eq(h.nreplies, first + times + 1);
+	harness_finish(&h);
+}
+END_TEST
+
 static Suite *
 session_suite(void)
 {
@@ -460,6 +579,8 @@ session_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_loop_test(tc, exchange_table, 0, 2 * (int)(sizeof(exchanges) / sizeof(exchanges[0])));
 	tcase_add_loop_test(tc, data_transparency, 0, 2 * (int)(sizeof(data_cases) / sizeof(data_cases[0])));
+	tcase_add_loop_test(tc, table_rules_count_one_error_each, 0,
+	    2 * (int)(sizeof(rule_cases) / sizeof(rule_cases[0])));
 	tcase_add_test(tc, ehlo_lists_what_we_implement);
 	tcase_add_test(tc, delivers_one_message);
 	tcase_add_test(tc, received_has_no_for_with_two_recipients);
@@ -468,6 +589,8 @@ session_suite(void)
 	tcase_add_test(tc, oversized_data_is_read_to_the_end_then_refused);
 	tcase_add_test(tc, long_data_lines_pass_whole);
 	tcase_add_test(tc, too_many_recipients_refuses_only_the_excess);
+	tcase_add_test(tc, excess_recipients_are_logged_once_per_transaction);
+	tcase_add_loop_test(tc, recipient_overshoot_ends_the_session, 0, 2);
 	tcase_add_test(tc, too_many_errors_end_the_session);
 	tcase_add_test(tc, eof_mid_data_delivers_nothing);
 	tcase_add_test(tc, several_messages_get_their_own_files);
