@@ -142,10 +142,24 @@ apply_delimiters(struct settings *st, const char *value, unsigned lineno)
 		if (!((*p >= '!' && *p <= '~') && strchr("\"(),.:;<>@[\\]", *p) == NULL))
 			return config_error(st, "%s line %u: recipient-delimiter takes characters such "
 			    "as + or -, not %c", st->config_file, lineno, *p);
-	free((char *)st->routes.delimiters);
-	if ((st->routes.delimiters = strdup(value != NULL ? value : "")) == NULL)
+	if (routes_set_delimiters(&st->routes, value != NULL ? value : "") == -1)
 		return config_error(st, "out of memory");
 	return 0;
+}
+
+/* The default Maildir, from `maildir` (lineno) or -m (0). */
+static int
+apply_maildir(struct settings *st, const char *dir, unsigned lineno)
+{
+	if (routes_set_maildir(&st->routes, dir) == 0)
+		return 0;
+	if (errno == ENOMEM)
+		return config_error(st, "out of memory");
+	if (lineno == 0)
+		return config_error(st, "-m: %s", errno == EINVAL ? "empty directory name" :
+		    "directory name too long");
+	return config_error(st, "%s line %u: %s", st->config_file, lineno,
+	    errno == EINVAL ? "empty directory name" : "directory name too long");
 }
 
 static int
@@ -231,8 +245,8 @@ apply_line(struct settings *st, char *line, unsigned lineno)
 		if ((st->user = strdup(value)) == NULL)
 			return config_error(st, "out of memory");
 	} else if (strcmp(key, "maildir") == 0) {
-		if ((st->routes.default_maildir = strdup(value)) == NULL)
-			return config_error(st, "out of memory");
+		if (apply_maildir(st, value, lineno) == -1)
+			return -1;
 	} else if (apply_number(st, key, value, lineno) == -1) {
 		return -1;
 	}
@@ -356,8 +370,8 @@ finish_config(struct settings *st)
 {
 	unsigned dup;
 
-	if (st->maildir_option != NULL)
-		st->routes.default_maildir = st->maildir_option;
+	if (st->maildir_option != NULL && apply_maildir(st, st->maildir_option, 0) == -1)
+		return -1;
 	if (st->hostname_option != NULL) {
 		if (!address_valid_domain(st->hostname_option, strlen(st->hostname_option), false))
 			return config_error(st, "bad hostname given with -h");
