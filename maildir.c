@@ -283,10 +283,28 @@ fill_folder(int fd)
 	return complete_dirs(fd);
 }
 
+/* Take a folder made by maildir_make_folder back out (best effort). */
+static void
+unmake_folder(const char *maildir, const char *folder)
+{
+	int mfd = open_maildir(maildir), fd;
+
+	if (mfd == -1)
+		return;
+	if ((fd = openat(mfd, folder, DIR_FLAGS)) != -1) {
+		for (size_t i = 0; i < 3; i++)
+			unlinkat(fd, subdirs[i], AT_REMOVEDIR);
+		unlinkat(fd, "maildirfolder", 0);
+		close(fd);
+	}
+	unlinkat(mfd, folder, AT_REMOVEDIR);
+	close(mfd);
+}
+
 int
 maildir_make_folder(const char *maildir, const char *folder)
 {
-	int mfd, fd = -1, err, rc;
+	int mfd, fd, err, rc;
 
 	if (!folder_name_ok(folder)) {
 		errno = EINVAL;
@@ -302,22 +320,19 @@ maildir_make_folder(const char *maildir, const char *folder)
 		errno = err;
 		return rc;
 	}
-	if ((fd = openat(mfd, folder, DIR_FLAGS)) != -1 && fill_folder(fd) == 0 &&
-	    fsync(mfd) == 0) {
-		close(fd);
-		close(mfd);
+	fd = openat(mfd, folder, DIR_FLAGS);
+	rc = fd != -1 && fill_folder(fd) == 0 ? 0 : -1;
+	if (fd != -1 && close(fd) == -1)
+		rc = -1;
+	if (rc == 0 && fsync(mfd) == -1)
+		rc = -1;
+	if (close(mfd) == -1)
+		rc = -1;
+	if (rc == 0)
 		return 1;
-	}
 	/* Not durable: take it back out, so no later delivery trusts it. */
 	err = errno;
-	if (fd != -1) {
-		for (size_t i = 0; i < 3; i++)
-			unlinkat(fd, subdirs[i], AT_REMOVEDIR);
-		unlinkat(fd, "maildirfolder", 0);
-		close(fd);
-	}
-	unlinkat(mfd, folder, AT_REMOVEDIR);
-	close(mfd);
+	unmake_folder(maildir, folder);
 	errno = err;
 	return -1;
 }
@@ -427,14 +442,15 @@ stage_copy(struct delivery *d, const char *maildir, const char *folder)
 		return -1;
 	}
 	if (staged_already(d, fd, c)) {
-		close(fd);
 		d->ncopies--;
-		return 1;
+		return close(fd) == 0 ? 1 : -1;
 	}
 	tmpfd = openat(fd, "tmp", DIR_FLAGS);
-	close_quietly(fd);
-	if (tmpfd == -1)
+	/* complete_dirs may have synced fd: its close can report a late error. */
+	if (close(fd) == -1 || tmpfd == -1) {
+		close_quietly(tmpfd);
 		return -1;
+	}
 	c->fd = openat(tmpfd, d->name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	close_quietly(tmpfd);
 	if (c->fd == -1)
@@ -467,11 +483,13 @@ maildir_begin(struct delivery *d, size_t n)
 enum deliver_result
 maildir_stage(struct delivery *d, const char *maildir, const char *folder)
 {
-	int err;
+	int err = EINVAL;	/* more copies than maildir_begin was told */
 
-	if (d->ncopies < d->room && stage_copy(d, maildir, folder) != -1)
-		return DELIVER_OK;
-	err = d->ncopies < d->room ? errno : EINVAL;
+	if (d->ncopies < d->room) {
+		if (stage_copy(d, maildir, folder) != -1)
+			return DELIVER_OK;
+		err = errno;
+	}
 	maildir_abort(d);
 	return result_of(err);
 }
@@ -560,7 +578,8 @@ publish_copy(const struct delivery *d, struct maildir_copy *c)
 		rc = fsync(newfd);
 	}
 	close_quietly(tmpfd);
-	close_quietly(newfd);
+	if (close(newfd) == -1)
+		rc = -1;
 	return rc;
 }
 
