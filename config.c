@@ -503,14 +503,29 @@ load_file(struct config *c)
 	return apply_map_settings(c, text + n, len - (size_t)n);
 }
 
+/* routes keeps its own copies of the default Maildir (-m wins) and the delimiters. */
+static int
+set_route_strings(struct config *c)
+{
+	const char *dir = c->maildir_option != NULL ? c->maildir_option : c->maildir;
+
+	if (routes_set_maildir(&c->routes, dir) == -1)
+		return errno == ENOMEM ? config_error(c, "out of memory") :
+		    config_error(c, "%s: %s", c->maildir_option != NULL ? "-m" : "maildir",
+		    errno == EINVAL ? "empty directory name" : "directory name too long");
+	if (routes_set_delimiters(&c->routes, c->delimiters) == -1)
+		return config_error(c, "out of memory");
+	return 0;
+}
+
 /* After the file: command-line options win, then the checks of the whole. */
 static int
 finish_config(struct config *c)
 {
 	unsigned dup;
 
-	c->routes.default_maildir = c->maildir_option != NULL ? c->maildir_option : c->maildir;
-	c->routes.delimiters = c->delimiters;
+	if (set_route_strings(c) == -1)
+		return -1;
 	if (c->hostname_option != NULL) {
 		size_t len = strlen(c->hostname_option);
 
@@ -709,6 +724,5 @@ config_free(struct config *c)
 	free(c->user);
 	free(c->settings);
 	c->maildir = c->delimiters = c->user = c->settings = NULL;
-	c->routes.default_maildir = c->routes.delimiters = NULL;
 	c->settings_len = c->settings_size = 0;
 }

@@ -11,6 +11,7 @@
  */
 #include "session.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,8 +32,15 @@
 #define HOP_LIMIT	100	/* RFC 5321 6.3: count Received, at least 100 */
 #define OVERSHOOT_LIMIT	1000	/* Postfix's smtpd_recipient_overshoot_limit */
 #define HELO_MAX	255
+#define FOLDER_LIMIT	10	/* create-folders: new folders per session */
 
 enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
+
+/* One distinct destination of the transaction. */
+struct destination {
+	char	*maildir;		/* owned: freed by reset_transaction */
+	char	folder[ROUTE_FOLDER_MAX];	/* "" or the ".TAG" the route named */
+};
 
 struct session {
 	const struct session_config *cfg;
@@ -51,8 +59,9 @@ struct session {
 	char	first_rcpt[SMTP_PATH_MAX + 1];
 	unsigned nrcpt;
 	unsigned excess_rcpt;		/* RCPTs past max_recipients, refused with 452 */
-	const char **dirs;		/* distinct Maildirs (owned copies), max_recipients of them */
-	size_t	ndirs;
+	struct destination *dests;	/* owned: room for max_recipients, by session_run */
+	size_t	ndests;
+	unsigned folders_made;		/* create-folders: this session's, up to FOLDER_LIMIT */
 
 	/* Buffers last, so session_run can clear the state without them. */
 	struct reader in;
@@ -194,9 +203,9 @@ reset_transaction(struct session *s)
 	s->smtputf8 = false;
 	s->nrcpt = 0;
 	s->excess_rcpt = 0;
-	for (size_t i = 0; i < s->ndirs; i++)
-		free((void *)s->dirs[i]);
-	s->ndirs = 0;
+	for (size_t i = 0; i < s->ndests; i++)
+		free(s->dests[i].maildir);
+	s->ndests = 0;
 	if (s->state == S_MAIL || s->state == S_RCPT)
 		s->state = S_HELLO;
 }
@@ -385,18 +394,20 @@ handle_mail(struct session *s)
 	return &SENDER_OK;
 }
 
-/* Remember the recipient's Maildir once, however many recipients share it. */
+/* Remember the recipient's destination once, however many recipients share it. */
 static int
-add_recipient(struct session *s, const struct address *to, const char *maildir)
+add_recipient(struct session *s, const struct address *to, const struct route *route)
 {
 	size_t i;
 
-	for (i = 0; i < s->ndirs && strcmp(s->dirs[i], maildir) != 0; i++)
+	for (i = 0; i < s->ndests && (strcmp(s->dests[i].maildir, route->maildir) != 0 ||
+	    strcmp(s->dests[i].folder, route->folder) != 0); i++)
 		;
-	if (i == s->ndirs) {
-		if ((s->dirs[s->ndirs] = strdup(maildir)) == NULL)
+	if (i == s->ndests) {
+		if ((s->dests[i].maildir = strdup(route->maildir)) == NULL)
 			return -1;
-		s->ndirs++;
+		memcpy(s->dests[i].folder, route->folder, sizeof(route->folder));
+		s->ndests++;
 	}
 	if (s->nrcpt++ == 0)
 		address_format(to, s->first_rcpt, sizeof(s->first_rcpt));
@@ -428,7 +439,7 @@ handle_rcpt(struct session *s)
 	case ROUTE_OK:
 		break;
 	}
-	if (add_recipient(s, &to, route.maildir) == -1)
+	if (add_recipient(s, &to, &route) == -1)
 		return &OUT_OF_MEMORY;
 	return &RECIPIENT_OK;
 }
@@ -543,8 +554,52 @@ log_delivery(struct session *s, const char *result, unsigned long long size)
 	log_info("%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu "
 	    "excess-rcpt=%u",
 	    result, s->cfg->peer, s->delivery.id, log_quote(s->from, strlen(s->from)),
-	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndirs, size,
+	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndests, size,
 	    s->excess_rcpt);
+}
+
+/*
+ * A tag's folder takes the message only when it is a real Maildir++ folder
+ * now: an existing ".tag" that is not one (a home directory's .ssh) is
+ * never written into. A missing one is made here, at DATA before the 354,
+ * when create-folders allows and this session has made fewer than
+ * FOLDER_LIMIT: so only a transaction that stages a message creates one.
+ * Otherwise the message goes to the Maildir itself.
+ */
+static void
+settle_folder(struct session *s, struct destination *d)
+{
+	int made;
+
+	if (d->folder[0] == '\0' || maildir_is_folder(d->maildir, d->folder))
+		return;
+	if (s->cfg->routes->create_folders && s->folders_made < FOLDER_LIMIT) {
+		if ((made = maildir_make_folder(d->maildir, d->folder)) != -1) {
+			if (made == 1)
+				log_info("new-folder peer=%s maildir=%s folder=%s", s->cfg->peer,
+				    log_quote(d->maildir, strlen(d->maildir)), d->folder);
+			s->folders_made += (unsigned)made;
+			return;
+		}
+		if (errno != EEXIST)	/* EEXIST: not a folder, left alone */
+			log_error("cannot create folder peer=%s maildir=%s folder=%s: %s",
+			    s->cfg->peer, log_quote(d->maildir, strlen(d->maildir)), d->folder,
+			    strerror(errno));
+	}
+	d->folder[0] = '\0';
+}
+
+/* Stage the message in every destination, each folder settled first. */
+static enum deliver_result
+start_delivery(struct session *s)
+{
+	enum deliver_result r = maildir_begin(&s->delivery, s->ndests);
+
+	for (size_t i = 0; i < s->ndests && r == DELIVER_OK; i++) {
+		settle_folder(s, &s->dests[i]);
+		r = maildir_stage(&s->delivery, s->dests[i].maildir, s->dests[i].folder);
+	}
+	return r;
 }
 
 /* After the final dot: exactly one reply, 250 only once it is on disk. */
@@ -574,7 +629,7 @@ handle_data(struct session *s)
 	const struct smtp_reply *r = REPLIED;
 	enum deliver_result dr;
 
-	if ((dr = maildir_begin(&s->delivery, s->dirs, s->ndirs)) != DELIVER_OK) {
+	if ((dr = start_delivery(s)) != DELIVER_OK) {
 		log_error("cannot stage a message peer=%s", s->cfg->peer);
 		return dr == DELIVER_NOSPACE ? &NO_SPACE : &STAGING_FAILED;
 	}
@@ -745,7 +800,7 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	memset(&s, 0, offsetof(struct session, in));
 	memset(&s.delivery, 0, offsetof(struct delivery, buf));
 	s.cfg = cfg;
-	s.dirs = calloc(cfg->max_recipients > 0 ? cfg->max_recipients : 1, sizeof(*s.dirs));
+	s.dests = calloc(cfg->max_recipients > 0 ? cfg->max_recipients : 1, sizeof(*s.dests));
 	reader_init(&s.in, in_fd, (int)cfg->timeout * 1000, (int)cfg->session_timeout * 1000);
 	reply_init(&s.out, out_fd, (int)cfg->timeout * 1000);
 	/* Stop signals are taken only while waiting for the client (reader.c). */
@@ -762,7 +817,7 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	s.in.before_wait = flush_before_wait;
 	s.in.before_wait_arg = &s.out;
 	s.verb = "connect";
-	if (s.dirs == NULL) {
+	if (s.dests == NULL) {
 		session_close(&s, 421, "4.3.0", "Out of memory");
 		return s.exit_status;
 	}
@@ -781,7 +836,7 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 		}
 	}
 	reset_transaction(&s);
-	free(s.dirs);
+	free(s.dests);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return s.exit_status;
 }

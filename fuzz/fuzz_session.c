@@ -109,7 +109,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(maildir_default, sizeof(maildir_default), "%s/Maildir", top);
 	snprintf(maildir_a, sizeof(maildir_a), "%s/a/Maildir", top);
 	snprintf(maildir_b, sizeof(maildir_b), "%s/b/Maildir", top);
-	routes.default_maildir = maildir_default;
+	if (routes_set_maildir(&routes, maildir_default) == -1)
+		abort();
 	if (routes_add_domain(&routes, "example.org") == -1 ||
 	    routes_add_mailbox(&routes, "a@example.org", maildir_a, 1) == -1 ||
 	    routes_add_mailbox(&routes, "b@example.org", maildir_b, 2) == -1 ||

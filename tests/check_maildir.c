@@ -1,6 +1,7 @@
 /* check_maildir.c: durable delivery and its failure paths. */
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,7 +68,7 @@ START_TEST(a_message_lands_in_new_with_private_modes)
 	DIR *dp;
 	FILE *f;
 
-	ck_assert_int_eq(maildir_begin(&d, dirs, 1), DELIVER_OK);
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_OK);
 	maildir_write(&d, "hello\n", 6);
 	ck_assert_int_eq(count(dir_a, "new"), 0);	/* staged, not delivered */
 	ck_assert_int_eq(count(dir_a, "tmp"), 1);
@@ -108,7 +109,7 @@ START_TEST(large_messages_stream_through_the_buffer)
 	DIR *dp;
 
 	memset(chunk, 'q', sizeof(chunk));
-	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
 	for (int i = 0; i < 100; i++)
 		maildir_write(&d, chunk, sizeof(chunk));
 	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
@@ -130,7 +131,7 @@ START_TEST(each_delivery_gets_a_new_name_and_id)
 	char first[64];
 
 	for (int i = 0; i < 50; i++) {
-		ck_assert_int_eq(maildir_begin(&d, dirs, 1), DELIVER_OK);
+		ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_OK);
 		if (i == 0)
 			snprintf(first, sizeof(first), "%s", d.id);
 		else
@@ -145,7 +146,7 @@ START_TEST(abort_leaves_nothing)
 {
 	const char *dirs[] = { dir_a, dir_b };
 
-	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
 	maildir_write(&d, "partial", 7);
 	maildir_abort(&d);
 	ck_assert_int_eq(count(dir_a, "tmp") + count(dir_a, "new"), 0);
@@ -159,7 +160,7 @@ START_TEST(a_failed_publish_undoes_the_earlier_ones)
 	const char *dirs[] = { dir_a, dir_b };
 	char path[512];
 
-	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
 	maildir_write(&d, "x\n", 2);
 	snprintf(path, sizeof(path), "%s/new", dir_b);
 	ck_assert_int_eq(rmdir(path), 0);
@@ -179,7 +180,7 @@ START_TEST(an_unusable_maildir_fails_begin_cleanly)
 	snprintf(file, sizeof(file), "%s/plainfile", top);
 	f = fopen(file, "w");
 	fclose(f);
-	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_TEMPFAIL);
 	ck_assert_int_eq(count(dir_a, "tmp"), 0);
 }
 END_TEST
@@ -191,11 +192,175 @@ START_TEST(two_spellings_of_one_maildir_get_one_copy)
 	const char *dirs[] = { dir_a, slash };
 
 	snprintf(slash, sizeof(slash), "%s/", dir_a);
-	ck_assert_int_eq(maildir_begin(&d, dirs, 2), DELIVER_OK);
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
 	maildir_write(&d, "x\n", 2);
 	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
 	ck_assert_int_eq(count(dir_a, "new"), 1);
 	ck_assert_int_eq(count(dir_a, "tmp"), 0);
+}
+END_TEST
+
+/* A file at path, so a directory is no longer empty. */
+static void
+touch(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+}
+
+/* mkdir BASE/SUB (SUB "" for BASE itself). */
+static void
+make_dir_at(const char *base, const char *sub)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s%s", base, sub);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+}
+
+/* Courier's marker, or cur/ new/ tmp/ (Dovecot); new/ alone, a file or a link are no folder. */
+START_TEST(what_a_folder_is)
+{
+	char path[256];
+
+	make_dir_at(dir_b, "");
+	make_dir_at(dir_b, "/.marked");
+	snprintf(path, sizeof(path), "%s/.marked/maildirfolder", dir_b);
+	touch(path);
+	make_dir_at(dir_b, "/.three");
+	make_dir_at(dir_b, "/.three/cur");
+	make_dir_at(dir_b, "/.three/new");
+	make_dir_at(dir_b, "/.three/tmp");
+	make_dir_at(dir_b, "/.half");
+	make_dir_at(dir_b, "/.half/new");
+	snprintf(path, sizeof(path), "%s/.file", dir_b);
+	touch(path);
+	snprintf(path, sizeof(path), "%s/.link", dir_b);
+	ck_assert_int_eq(symlink(".three", path), 0);
+	ck_assert(maildir_is_folder(dir_b, ".marked"));
+	ck_assert(maildir_is_folder(dir_b, ".three"));
+	ck_assert(!maildir_is_folder(dir_b, ".half"));
+	ck_assert(!maildir_is_folder(dir_b, ".file"));
+	ck_assert(!maildir_is_folder(dir_b, ".link"));
+	ck_assert(!maildir_is_folder(dir_b, ".missing"));
+	ck_assert(!maildir_is_folder(dir_b, ""));
+	ck_assert(!maildir_is_folder(dir_b, ".."));
+}
+END_TEST
+
+/* create-folders: the Maildir, then the folder with its marker and three directories. */
+START_TEST(making_a_folder)
+{
+	char path[256];
+
+	ck_assert_int_eq(maildir_make_folder(dir_a, ".work"), 1);
+	ck_assert_int_eq(count(dir_a, "new"), 0);	/* the Maildir is whole too */
+	snprintf(path, sizeof(path), "%s/.work/maildirfolder", dir_a);
+	ck_assert_int_eq(mode_of(path), 0600);
+	snprintf(path, sizeof(path), "%s/.work", dir_a);
+	ck_assert_int_eq(mode_of(path), 0700);
+	ck_assert_int_eq(count(path, "tmp") + count(path, "new") + count(path, "cur"), 0);
+	ck_assert_int_eq(maildir_make_folder(dir_a, ".work"), 0);	/* there already */
+	/* Something that is no folder is never completed. */
+	make_dir_at(dir_a, "/.ssh");
+	ck_assert_int_eq(maildir_make_folder(dir_a, ".ssh"), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	snprintf(path, sizeof(path), "%s/.ssh", dir_a);
+	ck_assert_int_eq(count(path, ""), 0);
+	ck_assert_int_eq(maildir_make_folder(dir_a, "../x"), -1);
+	ck_assert_int_eq(maildir_make_folder(dir_a, ".."), -1);
+}
+END_TEST
+
+/* A message in a folder lands in its new/, not in the Maildir's. */
+START_TEST(staging_in_a_folder)
+{
+	char path[256];
+
+	ck_assert_int_eq(maildir_make_folder(dir_a, ".f"), 1);
+	ck_assert_int_eq(maildir_begin(&d, 2), DELIVER_OK);
+	ck_assert_int_eq(maildir_stage(&d, dir_a, ".f"), DELIVER_OK);
+	ck_assert_int_eq(maildir_stage(&d, dir_a, ""), DELIVER_OK);
+	maildir_write(&d, "x\n", 2);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	snprintf(path, sizeof(path), "%s/.f", dir_a);
+	ck_assert_int_eq(count(path, "new"), 1);
+	ck_assert_int_eq(count(dir_a, "new"), 1);
+	/* A folder that does not exist is an error, never made here. */
+	ck_assert_int_eq(maildir_begin(&d, 1), DELIVER_OK);
+	ck_assert_int_eq(maildir_stage(&d, dir_a, ".nope"), DELIVER_TEMPFAIL);
+	snprintf(path, sizeof(path), "%s/.nope", dir_a);
+	ck_assert_int_eq(access(path, F_OK), -1);
+}
+END_TEST
+
+/*
+ * Running as root without `user`: whoever owns a Maildir must not turn
+ * its tmp/, new/, a folder or the Maildir itself into a link that sends
+ * root's writes elsewhere. Each gives a failure and nothing outside.
+ */
+START_TEST(links_at_or_below_a_maildir_are_refused)
+{
+	const char *dirs[] = { dir_b };
+	char outside[160], path[256], link_maildir[160];
+
+	snprintf(outside, sizeof(outside), "%s/outside", top);
+	make_dir_at(outside, "");
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_OK);
+	maildir_abort(&d);
+	/* tmp/ a link */
+	snprintf(path, sizeof(path), "%s/tmp", dir_b);
+	ck_assert_int_eq(rmdir(path), 0);
+	ck_assert_int_eq(symlink(outside, path), 0);
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(count(outside, ""), 0);
+	ck_assert_int_eq(unlink(path), 0);
+	/* new/ a link, swapped in after staging */
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_OK);
+	maildir_write(&d, "x\n", 2);
+	snprintf(path, sizeof(path), "%s/new", dir_b);
+	ck_assert_int_eq(rmdir(path), 0);
+	ck_assert_int_eq(symlink(outside, path), 0);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(count(outside, ""), 0);
+	ck_assert_int_eq(count(dir_b, "tmp"), 0);
+	/* a folder that is a link */
+	snprintf(path, sizeof(path), "%s/.f", dir_b);
+	ck_assert_int_eq(symlink(outside, path), 0);
+	ck_assert_int_eq(maildir_begin(&d, 1), DELIVER_OK);
+	ck_assert_int_eq(maildir_stage(&d, dir_b, ".f"), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(maildir_make_folder(dir_b, ".f"), -1);
+	ck_assert_int_eq(count(outside, ""), 0);
+	/* the Maildir itself a link, with and without a trailing slash */
+	snprintf(link_maildir, sizeof(link_maildir), "%s/linked", top);
+	ck_assert_int_eq(symlink(outside, link_maildir), 0);
+	dirs[0] = link_maildir;
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_TEMPFAIL);
+	snprintf(path, sizeof(path), "%s/", link_maildir);
+	dirs[0] = path;
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(count(outside, ""), 0);
+}
+END_TEST
+
+/* Links above the Maildir are the administrator's: followed. */
+START_TEST(links_above_a_maildir_are_followed)
+{
+	char real[160], via[160], maildir[200];
+	const char *dirs[] = { maildir };
+
+	snprintf(real, sizeof(real), "%s/real", top);
+	snprintf(via, sizeof(via), "%s/via", top);
+	snprintf(maildir, sizeof(maildir), "%s/M", via);
+	make_dir_at(real, "");
+	ck_assert_int_eq(symlink(real, via), 0);
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_OK);
+	maildir_write(&d, "x\n", 2);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	snprintf(maildir, sizeof(maildir), "%s/M", real);
+	ck_assert_int_eq(count(maildir, "new"), 1);
 }
 END_TEST
 
@@ -213,6 +378,11 @@ maildir_suite(void)
 	tcase_add_test(tc, a_failed_publish_undoes_the_earlier_ones);
 	tcase_add_test(tc, an_unusable_maildir_fails_begin_cleanly);
 	tcase_add_test(tc, two_spellings_of_one_maildir_get_one_copy);
+	tcase_add_test(tc, what_a_folder_is);
+	tcase_add_test(tc, making_a_folder);
+	tcase_add_test(tc, staging_in_a_folder);
+	tcase_add_test(tc, links_at_or_below_a_maildir_are_refused);
+	tcase_add_test(tc, links_above_a_maildir_are_followed);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -465,7 +465,7 @@ START_TEST(routing_sends_each_maildir_one_copy)
 	routes_add_mailbox(&h.routes, "a@example.org", a, 1);
 	routes_add_mailbox(&h.routes, "b@example.org", b, 2);
 	routes_add_mailbox(&h.routes, "B2@example.org", b, 3);
-	h.routes.default_maildir = NULL;
+	ck_assert_int_eq(routes_set_maildir(&h.routes, NULL), 0);
 	routes_finish(&h.routes);
 	run_string(&h, EHLO MAIL "RCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
 	    "RCPT TO:<b2@EXAMPLE.org>\r\nRCPT TO:<nobody@example.org>\r\n"
@@ -488,7 +488,7 @@ START_TEST(unwritable_maildir_gets_451_and_the_session_goes_on)
 	struct harness h;
 
 	harness_init(&h);
-	h.routes.default_maildir = "/proc/self/no-such-maildir";
+	ck_assert_int_eq(routes_set_maildir(&h.routes, "/proc/self/no-such-maildir"), 0);
 	routes_finish(&h.routes);
 	run_string(&h, EHLO MAIL RCPT "DATA\r\nNOOP\r\n");
 	ck_assert_str_eq(harness_reply(&h, 4), "451 4.3.0 Local error staging the message; try again later");

@@ -59,7 +59,8 @@ harness_init(struct harness *h)
 	if (mkdtemp(h->dir) == NULL)
 		abort();
 	snprintf(h->maildir, sizeof(h->maildir), "%s/Maildir", h->dir);
-	h->routes.default_maildir = h->maildir;
+	if (routes_set_maildir(&h->routes, h->maildir) == -1)
+		abort();
 	h->cfg.hostname = "mx.example";
 	h->cfg.max_message_size = 1024 * 1024;
 	h->cfg.max_recipients = 100;
@@ -199,6 +200,16 @@ harness_finish(struct harness *h)
 	free(h->out);
 	free(h->lines);
 	routes_free(&h->routes);
+}
+
+enum deliver_result
+harness_begin(struct delivery *d, const char *const *dirs, size_t n)
+{
+	enum deliver_result r = maildir_begin(d, n);
+
+	for (size_t i = 0; i < n && r == DELIVER_OK; i++)
+		r = maildir_stage(d, dirs[i], "");
+	return r;
 }
 
 int

@@ -5,6 +5,7 @@
 #include <check.h>
 #include <stddef.h>
 
+#include "maildir.h"
 #include "route.h"
 #include "session.h"
 
@@ -46,6 +47,9 @@ char *harness_message(const struct harness *h, const char *maildir, size_t *len)
 
 /* Log lines written since harness_init that contain needle. */
 size_t harness_log_count(const char *needle);
+
+/* maildir_begin, then maildir_stage in each of dirs[0..n) (no folder): the first failure. */
+enum deliver_result harness_begin(struct delivery *d, const char *const *dirs, size_t n);
 
 /* Run one Check suite; the exit status for main(). */
 int harness_run_suite(Suite *suite);

@@ -317,6 +317,7 @@ def sub_addresses(top):
         base = os.path.join(top, "sub%d" % compiled)
         box = os.path.join(base, "alice")
         os.makedirs(os.path.join(box, ".work"))
+        write(os.path.join(box, ".work", "maildirfolder"), "")  # a real Maildir++ folder
         conf = os.path.join(base, "smtpd.conf")
         for text, rcpt, where in (
                 ("", b"alice+work", ".work"),
