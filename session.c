@@ -11,7 +11,6 @@
  */
 #include "session.h"
 
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -30,43 +29,43 @@
 #define ERROR_LIMIT	20	/* Postfix's smtpd_hard_error_limit */
 #define HOP_LIMIT	100	/* RFC 5321 6.3: count Received, at least 100 */
 #define HELO_MAX	255
+#define LINGER_MS	2000	/* a lingering close reads at most this long */
+#define LINGER_BYTES	(1 << 20)	/* and at most this much */
 
 enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
 
 struct session {
-	const struct session_config *cfg;
-	enum session_state state;
-	int	exit_status;
-	unsigned errors;
-	bool	esmtp;
-	char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
-	const char *verb;		/* the command being answered, for logs */
+	/*
+	 * Everything but the buffers: session_run clears it whole, with one
+	 * memset, so no field added here can escape the clearing.
+	 */
+	struct {
+		const struct session_config *cfg;
+		enum session_state state;
+		int	exit_status;
+		unsigned errors;
+		bool	esmtp;
+		char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
+		const char *verb;		/* the command being answered, for logs */
 
-	/* The mail transaction: MAIL, RCPTs, DATA. */
-	char	from[SMTP_PATH_MAX + 1];
-	bool	smtputf8;
-	char	first_rcpt[SMTP_PATH_MAX + 1];
-	unsigned nrcpt;
-	const char **dirs;		/* distinct Maildirs (owned copies), max_recipients of them */
-	size_t	ndirs;
+		/* The mail transaction: MAIL, RCPTs, DATA. */
+		char	from[SMTP_PATH_MAX + 1];
+		bool	smtputf8;
+		char	first_rcpt[SMTP_PATH_MAX + 1];
+		unsigned nrcpt;
+		const char **dirs;		/* distinct Maildirs (owned copies), max_recipients of them */
+		size_t	ndirs;
+	};
 
-	/* Buffers last, so session_run can clear the state without them. */
+	/* The buffers, last: each init clears its own state and not its bytes. */
 	struct reader in;
 	struct reply out;
 	struct delivery delivery;
 };
-_Static_assert(offsetof(struct session, in) < offsetof(struct session, out) &&
-    offsetof(struct session, out) < offsetof(struct session, delivery) &&
+_Static_assert(offsetof(struct session, out) == offsetof(struct session, in) + sizeof(struct reader) &&
+    offsetof(struct session, delivery) == offsetof(struct session, out) + sizeof(struct reply) &&
     offsetof(struct session, delivery) + sizeof(struct delivery) == sizeof(struct session),
-    "session_run clears everything before `in` and relies on this order");
-
-static volatile sig_atomic_t stop_requested;
-
-void
-session_stop(void)
-{
-	stop_requested = 1;
-}
+    "the buffers end struct session, one after the other: the state is all before `in`");
 
 /* Refuse the current command: one reply for the client, one line for the log. */
 static void
@@ -78,7 +77,22 @@ refuse(struct session *s, int code, const char *ecode, const char *text)
 	s->errors++;
 }
 
-/* The one way out: last reply, flush, one log line. */
+/*
+ * A lingering close: after a 421, or with input still unread, the client's
+ * kernel would get a reset for the bytes we never read, and may then drop
+ * our last reply unread (Windows does). So we send our FIN and read until
+ * theirs, a bounded while; Apache's lingering_close does the same.
+ */
+static void
+linger(struct session *s, int code)
+{
+	if (s->out.failed || (code == 0 && !reader_pending(&s->in)))
+		return;		/* nothing to protect, or nothing to read */
+	if (reply_shutdown(&s->out) == 0)
+		reader_drain(&s->in, LINGER_MS, LINGER_BYTES);
+}
+
+/* The one way out: last reply, flush, one log line, a lingering close. */
 static void
 session_close(struct session *s, int code, const char *ecode, const char *why)
 {
@@ -88,16 +102,28 @@ session_close(struct session *s, int code, const char *ecode, const char *why)
 	log_info("disconnect peer=%s reason=\"%s\" errors=%u", s->cfg->peer, why, s->errors);
 	s->exit_status = code == 0 || code == 221 ? 0 : 1;
 	s->state = S_CLOSED;
+	linger(s, code);
+}
+
+/* A flush failed: the client does not read, so no last reply can reach it. */
+static void
+close_not_reading(struct session *s)
+{
+	session_close(s, 0, NULL, stop_requested(s->cfg->stop) ?
+	    "stopped while the client was not reading" : "client stopped reading");
+	s->exit_status = 1;
 }
 
 /*
  * A read that brought no line ends the session: 421 on a timeout or a stop
- * (RFC 5321 3.8), silence when the client is gone.
+ * (RFC 5321 3.8), silence when the client is gone or does not read.
  */
 static void
 close_after_read(struct session *s, enum read_result r)
 {
-	if (r == READ_TIMEOUT)
+	if (s->out.failed)	/* the flush before the read */
+		close_not_reading(s);
+	else if (r == READ_TIMEOUT)
 		session_close(s, 421, "4.4.2", "Error: timeout exceeded");
 	else if (r == READ_STOPPED)
 		session_close(s, 421, "4.3.2", "Service shutting down");
@@ -680,7 +706,6 @@ int
 session_run(const struct session_config *cfg, int in_fd, int out_fd)
 {
 	static struct session s;	/* 80 KiB of buffers: not on the stack */
-	sigset_t stops, old;
 	struct line line;
 
 	/*
@@ -693,21 +718,14 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	memset(&s.delivery, 0, offsetof(struct delivery, buf));
 	s.cfg = cfg;
 	s.dirs = calloc(cfg->max_recipients > 0 ? cfg->max_recipients : 1, sizeof(*s.dirs));
-	reader_init(&s.in, in_fd, (int)cfg->timeout * 1000, (int)cfg->session_timeout * 1000);
-	reply_init(&s.out, out_fd, (int)cfg->timeout * 1000);
-	/* Stop signals are taken only while waiting for the client (reader.c). */
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGTERM);
-	sigaddset(&stops, SIGINT);
-	sigaddset(&stops, SIGHUP);
-	sigprocmask(SIG_BLOCK, &stops, &old);
-	s.in.wait_mask = old;
-	s.in.stop = &stop_requested;
-	s.out.wait_mask = old;
-	s.out.stop = &stop_requested;
-	s.in.read_limit = cfg->read_limit;
-	s.in.before_wait = flush_before_wait;
-	s.in.before_wait_arg = &s.out;
+	reply_init(&s.out, &(struct reply_options){ .fd = out_fd,
+	    .timeout_ms = (int)cfg->timeout * 1000,
+	    .session_timeout_ms = (int)cfg->session_timeout * 1000, .stop = cfg->stop });
+	reader_init(&s.in, &(struct reader_options){ .fd = in_fd,
+	    .line_timeout_ms = (int)cfg->timeout * 1000,
+	    .session_timeout_ms = (int)cfg->session_timeout * 1000,
+	    .read_limit = cfg->read_limit, .stop = cfg->stop,
+	    .before_wait = flush_before_wait, .before_wait_arg = &s.out });
 	s.verb = "connect";
 	if (s.dirs == NULL) {
 		session_close(&s, 421, "4.3.0", "Out of memory");
@@ -721,14 +739,10 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 			break;
 		}
 		handle_line(&s, reader_next(&s.in, &line, SMTP_COMMAND_MAX), &line);
-		if (s.out.failed && s.state != S_CLOSED) {
-			session_close(&s, 0, NULL, stop_requested ? "stopped while the client was not reading" :
-			    "client stopped reading");
-			s.exit_status = 1;
-		}
+		if (s.out.failed && s.state != S_CLOSED)
+			close_not_reading(&s);	/* a flush when the buffer filled */
 	}
 	reset_transaction(&s);
 	free(s.dirs);
-	sigprocmask(SIG_SETMASK, &old, NULL);
 	return s.exit_status;
 }

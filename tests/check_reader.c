@@ -36,9 +36,9 @@ open_reader(const char *input, size_t len, size_t read_limit, int line_timeout_m
 	ck_assert_int_eq(write(pipefd[1], input, len), (ssize_t)len);
 	if (!keep_open)
 		close(pipefd[1]);
-	reader_init(&r, pipefd[0], line_timeout_ms, 60000);
-	r.read_limit = read_limit;
-	r.before_wait = count_wait;
+	reader_init(&r, &(struct reader_options){ .fd = pipefd[0],
+	    .line_timeout_ms = line_timeout_ms, .session_timeout_ms = 60000,
+	    .read_limit = read_limit, .before_wait = count_wait });
 	waits = 0;
 }
 
@@ -163,12 +163,14 @@ END_TEST
 
 START_TEST(a_stop_request_ends_the_wait)
 {
-	volatile sig_atomic_t stop = 1;
+	static volatile sig_atomic_t stop = 1;
+	struct stop_wait w = { .flag = &stop };
 	struct line l;
 
 	on_socket = _i;
 	open_reader("", 0, 0, 5000, 1);
-	r.stop = &stop;
+	sigprocmask(SIG_SETMASK, NULL, &w.mask);
+	r.opt.stop = &w;
 	ck_assert_int_eq(reader_next(&r, &l, 512), READ_STOPPED);
 	close(pipefd[0]);
 	close(pipefd[1]);
@@ -195,7 +197,8 @@ START_TEST(a_stop_signal_is_taken_under_continuous_input)
 	int big = 1 << 20;
 	size_t queued = 0, bytes = 0;
 	struct sigaction sa;
-	sigset_t block, old;
+	struct stop_wait w = { .flag = &stopped };
+	sigset_t block;
 	enum read_result res;
 	struct line l;
 	ssize_t n;
@@ -214,10 +217,9 @@ START_TEST(a_stop_signal_is_taken_under_continuous_input)
 	ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
-	ck_assert_int_eq(sigprocmask(SIG_BLOCK, &block, &old), 0);
-	r.wait_mask = old;
+	ck_assert_int_eq(sigprocmask(SIG_BLOCK, &block, &w.mask), 0);
 	stopped = 0;
-	r.stop = &stopped;
+	r.opt.stop = &w;
 	ck_assert_int_eq(raise(SIGUSR1), 0);	/* pending until the reader's ppoll */
 	while ((res = reader_piece(&r, &l, 8192)) == READ_LINE)
 		bytes += l.len + (l.complete ? 1 + l.crlf : 0);

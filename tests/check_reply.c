@@ -19,7 +19,7 @@ setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	ck_assert_int_eq(pipe(pipefd), 0);
 	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-	reply_init(&r, pipefd[1], 200);
+	reply_init(&r, &(struct reply_options){ .fd = pipefd[1], .timeout_ms = 200 });
 }
 
 static void
