@@ -43,6 +43,7 @@ struct session {
 		const struct session_config *cfg;
 		enum session_state state;
 		int	exit_status;
+		bool	closed_by_us;		/* with a 421: linger() */
 		unsigned errors;
 		bool	esmtp;
 		char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
@@ -77,22 +78,7 @@ refuse(struct session *s, int code, const char *ecode, const char *text)
 	s->errors++;
 }
 
-/*
- * A lingering close: after a 421, or with input still unread, the client's
- * kernel would get a reset for the bytes we never read, and may then drop
- * our last reply unread (Windows does). So we send our FIN and read until
- * theirs, a bounded while; Apache's lingering_close does the same.
- */
-static void
-linger(struct session *s, int code)
-{
-	if (s->out.failed || (code == 0 && !reader_pending(&s->in)))
-		return;		/* nothing to protect, or nothing to read */
-	if (reply_shutdown(&s->out) == 0)
-		reader_drain(&s->in, LINGER_MS, LINGER_BYTES);
-}
-
-/* The one way out: last reply, flush, one log line, a lingering close. */
+/* The one way out: last reply, flush, one log line (session_run lingers). */
 static void
 session_close(struct session *s, int code, const char *ecode, const char *why)
 {
@@ -101,8 +87,8 @@ session_close(struct session *s, int code, const char *ecode, const char *why)
 	reply_flush(&s->out);
 	log_info("disconnect peer=%s reason=\"%s\" errors=%u", s->cfg->peer, why, s->errors);
 	s->exit_status = code == 0 || code == 221 ? 0 : 1;
+	s->closed_by_us = code != 0;
 	s->state = S_CLOSED;
-	linger(s, code);
 }
 
 /* A flush failed: the client does not read, so no last reply can reach it. */
@@ -702,6 +688,22 @@ flush_before_wait(void *arg)
 	return reply_flush(arg);
 }
 
+/*
+ * A lingering close: after our 421, or with input still unread, the
+ * client's kernel would get a reset for the bytes we never read, and may
+ * then drop our last reply unread (Windows does). So we send our FIN and
+ * read until theirs, a bounded while, as Apache's lingering_close does.
+ * Not after 221 with nothing pending: a polite client waits for nothing.
+ */
+static void
+linger(struct session *s)
+{
+	if (s->out.failed || (!s->closed_by_us && !reader_pending(&s->in)))
+		return;
+	if (reply_shutdown(&s->out) == 0)
+		reader_drain(&s->in, LINGER_MS, LINGER_BYTES);
+}
+
 int
 session_run(const struct session_config *cfg, int in_fd, int out_fd)
 {
@@ -729,10 +731,10 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	s.verb = "connect";
 	if (s.dirs == NULL) {
 		session_close(&s, 421, "4.3.0", "Out of memory");
-		return s.exit_status;
+	} else {
+		log_info("connect peer=%s", cfg->peer);
+		reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	}
-	log_info("connect peer=%s", cfg->peer);
-	reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	while (s.state != S_CLOSED) {
 		if (s.errors >= ERROR_LIMIT) {
 			session_close(&s, 421, "4.7.0", "Error: too many errors");
@@ -742,7 +744,8 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 		if (s.out.failed && s.state != S_CLOSED)
 			close_not_reading(&s);	/* a flush when the buffer filled */
 	}
-	reset_transaction(&s);
+	reset_transaction(&s);	/* nothing staged is left while we linger */
 	free(s.dirs);
+	linger(&s);
 	return s.exit_status;
 }
