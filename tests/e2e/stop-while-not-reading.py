@@ -5,10 +5,10 @@ Mid-DATA: the client pipelines 14,000 NOOPs and a transaction up to half a
 message, then never reads: smtpd's replies fill the socket and its flush
 waits with a staged file open in tmp/. Before a read: batches of NOOPs,
 never read, until the flush smtpd makes before it waits for more input
-cannot finish. Either way SIGTERM must end smtpd at once (not after the
-20 s write timeout, when systemd would already have sent SIGKILL), with
-nothing left in tmp/ or new/, exit status 1 and the reason "client stopped
-reading" (the stop cuts the wait short; the client cannot take a 421).
+cannot finish. Either way SIGTERM must end smtpd within about a second
+(not after the 20 s write timeout, when systemd would already have sent
+SIGKILL), with nothing left in tmp/ or new/ and exit status 1: the stop cuts
+the wait short, and a client that does not read cannot take a 421.
 """
 import fcntl
 import os
@@ -43,6 +43,15 @@ def stop_and_expect_exit_1(p, box):
         check(box.files(sub) == [], "%s/ holds %r" % (sub, box.files(sub)))
 
 
+def clean_up(p, box, *socks):
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+    for s in socks:
+        s.close()
+    box.close()
+
+
 def mid_data():
     box = Box(timeout=20)
     p, ours, theirs = spawn(box)
@@ -66,11 +75,7 @@ def mid_data():
         check(box.files("tmp"), "the message was never staged (sent %d of %d)" % (sent, len(data)))
         stop_and_expect_exit_1(p, box)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        ours.close()
-        box.close()
+        clean_up(p, box, ours)
 
 
 def queued(sock, request):
@@ -105,12 +110,7 @@ def before_a_read():
         check(blocked, "smtpd never blocked writing (sent %d bytes)" % sent)
         stop_and_expect_exit_1(p, box)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        ours.close()
-        theirs.close()
-        box.close()
+        clean_up(p, box, ours, theirs)
 
 
 main([("stop while the flush of a 354 waits", mid_data),
