@@ -62,8 +62,8 @@ write_some(struct reply *r, const char *p, size_t n)
 			return w;
 		r->not_socket = true;
 	}
-	if (poll(&pfd, 1, 0) == 0) {
-		errno = EAGAIN;
+	if (poll(&pfd, 1, 0) != 1) {
+		errno = EAGAIN;		/* full (or cannot tell): wait_writable decides */
 		return -1;
 	}
 	return write(r->opt.fd, p, n < PIPE_BUF ? n : PIPE_BUF);
