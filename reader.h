@@ -36,7 +36,7 @@ struct reader_options {
 	int	session_timeout_ms;	/* the whole session within this */
 	size_t	read_limit;		/* bytes per read(2); 0 = fill the buffer (tests) */
 	const struct stop_wait *stop;	/* a stop ends a wait; NULL: nothing does */
-	int	(*before_wait)(void *);	/* flush replies; -1 ends the session */
+	int	(*before_wait)(void *);	/* flush replies; -1: the read is READ_ERROR */
 	void	*before_wait_arg;
 };
 

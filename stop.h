@@ -18,10 +18,10 @@ struct stop_wait {
 
 /*
  * From now on SIGTERM, SIGINT and SIGHUP set a flag instead of ending the
- * process, and are blocked so that they arrive only during a wait. Until
- * this call they keep their default action: before the session nothing
- * would look at a flag, so a stop must end the process by itself. NULL
- * when the signals cannot be caught (they then keep their default action).
+ * process, and are blocked so that they arrive only during a wait. Call it
+ * as the session starts: until then they keep the action smtpd was started
+ * with (by default, ending the process), because before the session nothing
+ * looks at a flag. NULL when they cannot be caught (they keep that action).
  */
 const struct stop_wait *stop_catch(void);
 
