@@ -3,7 +3,7 @@
 CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
-OBJS    = config.o session.o reader.o reply.o maildir.o address.o route.o log.o \
+OBJS    = config.o session.o reader.o reply.o stop.o maildir.o address.o route.o log.o \
           libsystemd.o dynlib.o proxy.o
 TESTS   = tests/check_reply tests/check_reader tests/check_config \
           tests/check_maildir tests/check_session \

@@ -12,7 +12,6 @@
 #include "session.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -33,6 +32,8 @@
 #define OVERSHOOT_LIMIT	1000	/* Postfix's smtpd_recipient_overshoot_limit */
 #define HELO_MAX	255
 #define FOLDER_LIMIT	10	/* create-folders: new folders per session */
+#define LINGER_MS	2000	/* a lingering close reads at most this long */
+#define LINGER_BYTES	(1 << 20)	/* and at most this much */
 
 enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
 
@@ -43,43 +44,42 @@ struct destination {
 };
 
 struct session {
-	const struct session_config *cfg;
-	enum session_state state;
-	int	exit_status;
-	unsigned errors;
-	bool	esmtp;
-	char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
-	const char *verb;		/* the command being answered, for logs */
-	const char *arg;		/* its argument, in the reader: valid until the next read */
-	size_t	arg_len;
+	/*
+	 * Everything but the buffers: session_run clears it whole, with one
+	 * memset, so no field added here can escape the clearing.
+	 */
+	struct {
+		const struct session_config *cfg;
+		enum session_state state;
+		int	exit_status;
+		bool	closed_by_us;		/* with a 421: linger() */
+		unsigned errors;
+		bool	esmtp;
+		char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
+		const char *verb;		/* the command being answered, for logs */
+		const char *arg;		/* its argument, in the reader: valid until the next read */
+		size_t	arg_len;
 
-	/* The mail transaction: MAIL, RCPTs, DATA. */
-	char	from[SMTP_PATH_MAX + 1];
-	bool	smtputf8;
-	char	first_rcpt[SMTP_PATH_MAX + 1];
-	unsigned nrcpt;
-	unsigned excess_rcpt;		/* RCPTs past max_recipients, refused with 452 */
-	struct destination *dests;	/* owned: room for max_recipients, by session_run */
-	size_t	ndests;
-	unsigned folders_made;		/* create-folders: this session's, up to FOLDER_LIMIT */
+		/* The mail transaction: MAIL, RCPTs, DATA. */
+		char	from[SMTP_PATH_MAX + 1];
+		bool	smtputf8;
+		char	first_rcpt[SMTP_PATH_MAX + 1];
+		unsigned nrcpt;
+		unsigned excess_rcpt;		/* RCPTs past max_recipients, refused with 452 */
+		struct destination *dests;	/* owned: room for max_recipients, by session_run */
+		size_t	ndests;
+		unsigned folders_made;		/* create-folders: this session's, up to FOLDER_LIMIT */
+	};
 
-	/* Buffers last, so session_run can clear the state without them. */
+	/* The buffers, last: each init clears its own state and not its bytes. */
 	struct reader in;
 	struct reply out;
 	struct delivery delivery;
 };
-_Static_assert(offsetof(struct session, in) < offsetof(struct session, out) &&
-    offsetof(struct session, out) < offsetof(struct session, delivery) &&
+_Static_assert(offsetof(struct session, out) == offsetof(struct session, in) + sizeof(struct reader) &&
+    offsetof(struct session, delivery) == offsetof(struct session, out) + sizeof(struct reply) &&
     offsetof(struct session, delivery) + sizeof(struct delivery) == sizeof(struct session),
-    "session_run clears everything before `in` and relies on this order");
-
-static volatile sig_atomic_t stop_requested;
-
-void
-session_stop(void)
-{
-	stop_requested = 1;
-}
+    "the buffers end struct session, one after the other: the state is all before `in`");
 
 /*
  * Every refusal, and every fixed reply: code, enhanced code (RFC 3463) and
@@ -165,7 +165,7 @@ answer(struct session *s, const struct smtp_reply *r)
 		reply_send(&s->out, r->code, r->ecode, "%s", r->text);
 }
 
-/* The one way out: last reply, flush, one log line. */
+/* The one way out: last reply, flush, one log line (session_run lingers). */
 static void
 session_close(struct session *s, int code, const char *ecode, const char *why)
 {
@@ -174,17 +174,29 @@ session_close(struct session *s, int code, const char *ecode, const char *why)
 	reply_flush(&s->out);
 	log_info("disconnect peer=%s reason=\"%s\" errors=%u", s->cfg->peer, why, s->errors);
 	s->exit_status = code == 0 || code == 221 ? 0 : 1;
+	s->closed_by_us = code != 0;
 	s->state = S_CLOSED;
+}
+
+/* A flush failed: the client does not read, so no last reply can reach it. */
+static void
+close_not_reading(struct session *s)
+{
+	session_close(s, 0, NULL, stop_requested(s->cfg->stop) ?
+	    "stopped while the client was not reading" : "client stopped reading");
+	s->exit_status = 1;
 }
 
 /*
  * A read that brought no line ends the session: 421 on a timeout or a stop
- * (RFC 5321 3.8), silence when the client is gone.
+ * (RFC 5321 3.8), silence when the client is gone or does not read.
  */
 static void
 close_after_read(struct session *s, enum read_result r)
 {
-	if (r == READ_TIMEOUT)
+	if (s->out.failed)	/* the flush before the read */
+		close_not_reading(s);
+	else if (r == READ_TIMEOUT)
 		session_close(s, 421, "4.4.2", "Error: timeout exceeded");
 	else if (r == READ_STOPPED)
 		session_close(s, 421, "4.3.2", "Service shutting down");
@@ -784,11 +796,26 @@ flush_before_wait(void *arg)
 	return reply_flush(arg);
 }
 
+/*
+ * A lingering close: after our 421, or with input still unread, the
+ * client's kernel would get a reset for the bytes we never read, and may
+ * then drop our last reply unread (Windows does). So we send our FIN and
+ * read until theirs, a bounded while, as Apache's lingering_close does.
+ * Not after 221 with nothing pending: a polite client waits for nothing.
+ */
+static void
+linger(struct session *s)
+{
+	if (s->out.failed || (!s->closed_by_us && !reader_pending(&s->in)))
+		return;
+	if (reply_shutdown(&s->out) == 0)
+		reader_drain(&s->in, LINGER_MS, LINGER_BYTES);
+}
+
 int
 session_run(const struct session_config *cfg, int in_fd, int out_fd)
 {
 	static struct session s;	/* 80 KiB of buffers: not on the stack */
-	sigset_t stops, old;
 	struct line line;
 
 	/*
@@ -801,42 +828,32 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	memset(&s.delivery, 0, offsetof(struct delivery, buf));
 	s.cfg = cfg;
 	s.dests = calloc(cfg->max_recipients > 0 ? cfg->max_recipients : 1, sizeof(*s.dests));
-	reader_init(&s.in, in_fd, (int)cfg->timeout * 1000, (int)cfg->session_timeout * 1000);
-	reply_init(&s.out, out_fd, (int)cfg->timeout * 1000);
-	/* Stop signals are taken only while waiting for the client (reader.c). */
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGTERM);
-	sigaddset(&stops, SIGINT);
-	sigaddset(&stops, SIGHUP);
-	sigprocmask(SIG_BLOCK, &stops, &old);
-	s.in.wait_mask = old;
-	s.in.stop = &stop_requested;
-	s.out.wait_mask = old;
-	s.out.stop = &stop_requested;
-	s.in.read_limit = cfg->read_limit;
-	s.in.before_wait = flush_before_wait;
-	s.in.before_wait_arg = &s.out;
+	reply_init(&s.out, &(struct reply_options){ .fd = out_fd,
+	    .timeout_ms = (int)cfg->timeout * 1000,
+	    .session_timeout_ms = (int)cfg->session_timeout * 1000, .stop = cfg->stop });
+	reader_init(&s.in, &(struct reader_options){ .fd = in_fd,
+	    .line_timeout_ms = (int)cfg->timeout * 1000,
+	    .session_timeout_ms = (int)cfg->session_timeout * 1000,
+	    .read_limit = cfg->read_limit, .stop = cfg->stop,
+	    .before_wait = flush_before_wait, .before_wait_arg = &s.out });
 	s.verb = "connect";
 	if (s.dests == NULL) {
 		session_close(&s, 421, "4.3.0", "Out of memory");
-		return s.exit_status;
+	} else {
+		log_info("connect peer=%s", cfg->peer);
+		reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	}
-	log_info("connect peer=%s", cfg->peer);
-	reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	while (s.state != S_CLOSED) {
 		if (s.errors >= ERROR_LIMIT) {
 			session_close(&s, 421, "4.7.0", "Error: too many errors");
 			break;
 		}
 		handle_line(&s, reader_next(&s.in, &line, SMTP_COMMAND_MAX), &line);
-		if (s.out.failed && s.state != S_CLOSED) {
-			session_close(&s, 0, NULL, stop_requested ? "stopped while the client was not reading" :
-			    "client stopped reading");
-			s.exit_status = 1;
-		}
+		if (s.out.failed && s.state != S_CLOSED)
+			close_not_reading(&s);	/* a flush when the buffer filled */
 	}
-	reset_transaction(&s);
+	reset_transaction(&s);	/* nothing staged is left while we linger */
 	free(s.dests);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	linger(&s);
 	return s.exit_status;
 }

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "reply.h"
 #include "session.h"
+#include "stop.h"
 
 #define EXIT_CONFIG	78	/* sysexits.h EX_CONFIG */
 
@@ -100,27 +101,6 @@ find_peer(int fd, char *peer, size_t size, char *literal, size_t lsize)
 	}
 }
 
-static void
-on_stop_signal(int sig)
-{
-	(void)sig;
-	session_stop();
-}
-
-static void
-install_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_stop_signal;	/* no SA_RESTART: a wait must end */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);	/* a vanished client is an error return */
-}
-
 /* Setup faults still speak SMTP: 421 4.3.0, one log line, exit 78. */
 static int
 refuse_setup(int out_fd, const char *reason)
@@ -128,7 +108,7 @@ refuse_setup(int out_fd, const char *reason)
 	struct reply out;
 
 	log_error("configuration error: %s", reason);
-	reply_init(&out, out_fd, 10000);
+	reply_init(&out, &(struct reply_options){ .fd = out_fd, .timeout_ms = 10000 });
 	reply_send(&out, 421, "4.3.0", "%s", reason);
 	reply_flush(&out);
 	return EXIT_CONFIG;
@@ -142,7 +122,12 @@ main(int argc, char **argv)
 	int in_fd = 0, out_fd = 1;
 
 	log_open("smtpd");
-	install_signals();
+	/*
+	 * A vanished client is an error return, not a death by SIGPIPE. Stop
+	 * signals keep their default action until the session (stop_catch):
+	 * a stop while the configuration is read ends the process at once.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	/* systemd Accept=yes without StandardInput=socket: fd 3 is the client. */
 	switch (libsystemd_listen_fds()) {
 	case 0:
@@ -175,5 +160,6 @@ main(int argc, char **argv)
 		return refuse_setup(out_fd, st.error);
 	st.session.peer = peer;
 	st.session.peer_literal = literal[0] != '\0' ? literal : NULL;
+	st.session.stop = stop_catch();
 	return session_run(&st.session, in_fd, out_fd);
 }

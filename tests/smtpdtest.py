@@ -125,9 +125,14 @@ class Listener:
         self.port = self.sock.getsockname()[1]
         self.procs = []
 
-    def connect(self):
-        """Connect a client and start the server for it; returns the client socket."""
-        c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+    def connect(self, rcvbuf=None):
+        """Connect a client (with a receive buffer of rcvbuf bytes, if given)
+        and start the server for it; returns the client socket."""
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        c.settimeout(10)
+        c.connect(("127.0.0.1", self.port))
         conn, _ = self.sock.accept()
         self.procs.append(subprocess.Popen(argv(self.box), stdin=conn, stdout=conn,
                                            stderr=subprocess.DEVNULL))

@@ -1,37 +1,63 @@
 #!/usr/bin/env python3
 """SIGTERM while smtpd waits to write to a client that stopped reading.
 
-The client pipelines 14,000 NOOPs and a transaction up to half a message,
-then never reads: smtpd's replies fill the socket and its flush waits with a
-staged file open in tmp/. SIGTERM must end it at once (not after the
-20 s write timeout, when systemd would already have sent SIGKILL), with
-nothing left in tmp/ or new/ and exit status 1.
+Mid-DATA: the client pipelines 14,000 NOOPs and a transaction up to half a
+message, then never reads: smtpd's replies fill the socket and its flush
+waits with a staged file open in tmp/. Before a read: batches of NOOPs,
+never read, until the flush smtpd makes before it waits for more input
+cannot finish. Either way SIGTERM must end smtpd within about a second
+(not after the 20 s write timeout, when systemd would already have sent
+SIGKILL), with nothing left in tmp/ or new/ and exit status 1: the stop cuts
+the wait short, and a client that does not read cannot take a 421.
 """
+import fcntl
 import os
-import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
-import tempfile
+import termios
 import time
 
-SMTPD = os.path.abspath(os.environ.get("SMTPD", "./smtpd"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from smtpdtest import Box, argv, check, main, wait  # noqa: E402
+
+NOOP, NOOP_REPLY = b"NOOP\r\n", b"250 2.0.0 Ok\r\n"
+GREETING = b"220 mx.example ESMTP\r\n"
 
 
-def main():
-    d = tempfile.mkdtemp(prefix="smtpd-stopflush.")
-    maildir = os.path.join(d, "Maildir")
-    conf = os.path.join(d, "smtpd.conf")
-    with open(conf, "w") as f:
-        f.write("hostname mx.example\nmaildir %s\ntimeout 20\n" % maildir)
+def spawn(box, sndbuf=None):
     ours, theirs = socket.socketpair()
-    p = subprocess.Popen([SMTPD, "-c", conf], stdin=theirs, stdout=theirs,
-                         stderr=subprocess.DEVNULL)
+    if sndbuf:
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    p = subprocess.Popen(argv(box), stdin=theirs, stdout=theirs, stderr=subprocess.DEVNULL)
+    return p, ours, theirs
+
+
+def stop_and_expect_exit_1(p, box):
+    p.send_signal(signal.SIGTERM)
+    status = wait(p, 10)
+    check(status == 1, "exit status %d, want 1" % status)
+    for sub in ("tmp", "new"):
+        check(box.files(sub) == [], "%s/ holds %r" % (sub, box.files(sub)))
+
+
+def clean_up(p, box, *socks):
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+    for s in socks:
+        s.close()
+    box.close()
+
+
+def mid_data():
+    box = Box(timeout=20)
+    p, ours, theirs = spawn(box)
     theirs.close()
-    problems = []
     try:
-        data = (b"EHLO c.example\r\n" + b"NOOP\r\n" * 14000 +
+        data = (b"EHLO c.example\r\n" + NOOP * 14000 +
                 b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
                 b"Subject: x\r\n\r\npartial\r\n")
         ours.setblocking(False)
@@ -43,35 +69,49 @@ def main():
                 time.sleep(0.05)
         # Wait (bounded) until the message is staged: smtpd is then blocked
         # flushing the 354 to us.
-        tmp = os.path.join(maildir, "tmp")
-        for _ in range(100):
-            if os.path.isdir(tmp) and os.listdir(tmp):
-                break
+        end = time.monotonic() + 10
+        while not box.files("tmp") and time.monotonic() < end:
             time.sleep(0.05)
-        if not (os.path.isdir(tmp) and os.listdir(tmp)):
-            problems.append("the message was never staged (sent %d of %d)" % (sent, len(data)))
-        p.send_signal(signal.SIGTERM)
-        try:
-            status = p.wait(timeout=5)
-            if status != 1:
-                problems.append("exit status %d, want 1" % status)
-        except subprocess.TimeoutExpired:
-            problems.append("still running 5 s after SIGTERM")
-        for sub in ("tmp", "new"):
-            path = os.path.join(maildir, sub)
-            if os.path.isdir(path) and os.listdir(path):
-                problems.append("%s/ holds %r" % (sub, os.listdir(path)))
+        check(box.files("tmp"), "the message was never staged (sent %d of %d)" % (sent, len(data)))
+        stop_and_expect_exit_1(p, box)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        ours.close()
-        shutil.rmtree(d, ignore_errors=True)
-    for x in problems:
-        print("FAIL", x)
-    print("stop while not reading: %d passed, %d failed" % (0 if problems else 1, 1 if problems else 0))
-    return 1 if problems else 0
+        clean_up(p, box, ours)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def queued(sock, request):
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0"))[0]
+
+
+def before_a_read():
+    """smtpd's end of the socketpair has a small send buffer; we keep a copy
+    of it to watch its queue. We send a batch of NOOPs only when smtpd has
+    read the last one, so it always answers a whole batch (far less than
+    its reply buffer) and then flushes before waiting for more. Blocked is a
+    state, not a guess: its send queue is at its limit (we never read, so it
+    stays there) and fewer replies reached us than it has lines to answer."""
+    box = Box(timeout=20)
+    p, ours, theirs = spawn(box, sndbuf=4096)
+    try:
+        limit = theirs.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        batch, sent, blocked = NOOP * 50, 0, False
+        end = time.monotonic() + 20
+        while not blocked and time.monotonic() < end:
+            unread = queued(ours, termios.TIOCOUTQ)     # ours, not yet read by smtpd
+            answered = (sent - unread) // len(NOOP)     # whole lines smtpd has read
+            blocked = (queued(theirs, termios.TIOCOUTQ) >= limit and
+                       queued(ours, termios.FIONREAD) < len(GREETING) + answered * len(NOOP_REPLY))
+            if blocked:
+                break
+            if unread == 0:
+                ours.sendall(batch)
+                sent += len(batch)
+            else:
+                time.sleep(0.005)
+        check(blocked, "smtpd never blocked writing (sent %d bytes)" % sent)
+        stop_and_expect_exit_1(p, box)
+    finally:
+        clean_up(p, box, ours, theirs)
+
+
+main([("stop while the flush of a 354 waits", mid_data),
+      ("stop while the flush before a read waits", before_a_read)])
