@@ -249,6 +249,32 @@ reader_piece(struct reader *r, struct line *out, size_t max)
 	}
 }
 
+/*
+ * Counted octets (RFC 3030 BDAT): whatever has arrived, up to max, at
+ * least one. No line rules apply and no clock starts here: the caller
+ * restarts it as the chunk advances. The next command starts its own.
+ */
+enum read_result
+reader_bytes(struct reader *r, struct line *out, size_t max)
+{
+	enum read_result res;
+	size_t n;
+
+	while (r->end == r->start)
+		if ((res = fill(r)) != READ_LINE)
+			return res;
+	n = r->end - r->start;
+	take(r, out, n < max ? n : max, false);
+	r->at_line_start = true;
+	return READ_LINE;
+}
+
+void
+reader_restart_clock(struct reader *r)
+{
+	r->line_deadline_ms = now_ms() + r->opt.line_timeout_ms;
+}
+
 bool
 reader_pending(struct reader *r)
 {

@@ -68,6 +68,14 @@ enum read_result reader_next(struct reader *r, struct line *out, size_t max);
  */
 enum read_result reader_piece(struct reader *r, struct line *out, size_t max);
 
+/*
+ * Next counted octets of a BDAT chunk (RFC 3030): up to max bytes, at
+ * least one, exactly as sent. They are bounded by the line deadline that
+ * reader_restart_clock sets and by the session deadline.
+ */
+enum read_result reader_bytes(struct reader *r, struct line *out, size_t max);
+void reader_restart_clock(struct reader *r);
+
 /* Has the client sent bytes not read as a line yet (held here or queued)? */
 bool reader_pending(struct reader *r);
 

@@ -31,6 +31,7 @@
 #define HOP_LIMIT	100	/* RFC 5321 6.3: count Received, at least 100 */
 #define OVERSHOOT_LIMIT	1000	/* Postfix's smtpd_recipient_overshoot_limit */
 #define HELO_MAX	255
+#define CHUNK_CLOCK	65536	/* BDAT: octets per line timeout (RFC 3030 has none) */
 #define FOLDER_LIMIT	10	/* create-folders: new folders per session */
 #define LINGER_MS	2000	/* a lingering close reads at most this long */
 #define LINGER_BYTES	(1 << 20)	/* and at most this much */
@@ -41,6 +42,18 @@ enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
 struct destination {
 	char	*maildir;		/* owned: freed by reset_transaction */
 	char	folder[ROUTE_FOLDER_MAX];	/* "" or the ".TAG" the route named */
+};
+
+/* The client's text as it is stored, across DATA lines or BDAT chunks. */
+struct text {
+	unsigned long long size;	/* octets counted against max-message-size */
+	unsigned hops;			/* Received fields in the client's header */
+	bool	too_big;		/* past max-message-size: nothing more is stored */
+	bool	started;		/* a line has begun: the next is not the first */
+	bool	line_start, in_header;
+	bool	cr_held;		/* BDAT: a chunk ended in CR, maybe half of CRLF */
+	size_t	held;			/* BDAT: head[0..held) starts a header line */
+	char	head[9];		/* strlen("Received:") */
 };
 
 struct session {
@@ -69,6 +82,9 @@ struct session {
 		struct destination *dests;	/* owned: room for max_recipients, by session_run */
 		size_t	ndests;
 		unsigned folders_made;		/* create-folders: this session's, up to FOLDER_LIMIT */
+		bool	chunking;		/* a BDAT came: DATA is out of step (RFC 3030 2) */
+		bool	chunks_failed;		/* a chunk was refused: the rest are 503 */
+		struct text text;		/* the message as stored, DATA or BDAT */
 	};
 
 	/* The buffers, last: each init clears its own state and not its bytes. */
@@ -99,12 +115,14 @@ static const struct smtp_reply
     RECIPIENT_OK = { 250, "2.1.5", "Ok" },
     /* RFC 5321 7.3: 252 when we will not say who exists */
     CANNOT_VRFY = { 252, "2.5.2", "Cannot VRFY user, but will accept message" },
-    HELP_TEXT = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP" },
+    HELP_TEXT = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP" },
     /* Commands out of order (RFC 5321 4.1.4) */
     HELLO_FIRST = { 503, "5.5.1", "Send HELO/EHLO first" },
     NESTED_MAIL = { 503, "5.5.1", "Nested MAIL command" },
     MAIL_FIRST = { 503, "5.5.1", "MAIL first" },
     NO_RECIPIENTS = { 554, "5.5.1", "No valid recipients" },
+    DATA_AFTER_BDAT = { 503, "5.5.1", "DATA after BDAT" },	/* Postfix's text */
+    BDAT_FAILED = { 503, "5.5.1", "BDAT after a failed chunk; send RSET" },
     /* Syntax */
     UNKNOWN_COMMAND = { 500, "5.5.2", "Command not recognized" },
     NUL_IN_COMMAND = { 500, "5.5.2", "Syntax error: NUL byte in command" },
@@ -118,6 +136,8 @@ static const struct smtp_reply
     RECIPIENT_TOO_LONG = { 501, "5.1.3", "Recipient address too long" },
     BAD_MAIL_PARAM = { 501, "5.5.4", "Bad MAIL parameter syntax" },
     UNKNOWN_MAIL_PARAM = { 555, "5.5.4", "Unsupported MAIL parameter" },
+    NO_BINARYMIME = { 555, "5.5.4", "BODY=BINARYMIME not supported" },
+    SYNTAX_BDAT = { 501, "5.5.4", "Syntax: BDAT size [LAST]" },
     UNKNOWN_RCPT_PARAM = { 555, "5.5.4", "Unsupported RCPT parameter" },
     NEEDS_SMTPUTF8 = { 553, "5.6.7", "Must declare SMTPUTF8 to send a UTF-8 address" },
     /* Policy */
@@ -215,6 +235,8 @@ reset_transaction(struct session *s)
 	s->smtputf8 = false;
 	s->nrcpt = 0;
 	s->excess_rcpt = 0;
+	s->chunking = s->chunks_failed = false;
+	memset(&s->text, 0, sizeof(s->text));
 	for (size_t i = 0; i < s->ndests; i++)
 		free(s->dests[i].maildir);
 	s->ndests = 0;
@@ -266,7 +288,8 @@ handle_ehlo(struct session *s)
 	reply_send_more(&s->out, 250, "SIZE %llu", s->cfg->max_message_size);
 	reply_send_more(&s->out, 250, "8BITMIME");
 	reply_send_more(&s->out, 250, "ENHANCEDSTATUSCODES");
-	reply_send(&s->out, 250, NULL, "SMTPUTF8");
+	reply_send_more(&s->out, 250, "SMTPUTF8");
+	reply_send(&s->out, 250, NULL, "CHUNKING");
 	return REPLIED;
 }
 
@@ -313,7 +336,24 @@ parse_path_arg(struct session *s, const struct path_arg *pa, bool utf8, struct a
 	return NULL;
 }
 
-enum param_result { PARAM_OK, PARAM_BAD_VALUE, PARAM_UNKNOWN, PARAM_TOO_BIG };
+enum param_result { PARAM_OK, PARAM_BAD_VALUE, PARAM_UNKNOWN, PARAM_TOO_BIG, PARAM_BINARYMIME };
+
+/* 1 to 20 digits (RFC 1870 SIZE=, RFC 3030 BDAT); a value too big for us saturates. */
+static int
+parse_size(const char *p, size_t n, unsigned long long *out)
+{
+	unsigned long long v = 0;
+
+	if (n == 0 || n > 20)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v > (~0ULL - 9) / 10 ? ~0ULL : v * 10 + (unsigned)(p[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
 
 /* Is p[0..klen) the keyword kw (case-insensitive, RFC 5321 4.1.1.11)? */
 static bool
@@ -335,20 +375,19 @@ parse_mail_param(struct session *s, const char *p, size_t n)
 	size_t vlen = eq != NULL ? n - klen - 1 : 0;
 
 	if (is_keyword(p, klen, "SIZE")) {
-		unsigned long long size = 0;
+		unsigned long long size;
 
-		if (v == NULL || vlen == 0 || vlen > 20)
+		if (v == NULL || parse_size(v, vlen, &size) == -1)
 			return PARAM_BAD_VALUE;
-		for (size_t i = 0; i < vlen; i++) {
-			if (v[i] < '0' || v[i] > '9')
-				return PARAM_BAD_VALUE;
-			size = size > (~0ULL - 9) / 10 ? ~0ULL : size * 10 + (unsigned)(v[i] - '0');
-		}
 		return size > s->cfg->max_message_size ? PARAM_TOO_BIG : PARAM_OK;
 	}
-	if (is_keyword(p, klen, "BODY"))
-		return v != NULL && (is_keyword(v, vlen, "7BIT") || is_keyword(v, vlen, "8BITMIME")) ?
-		    PARAM_OK : PARAM_BAD_VALUE;
+	if (is_keyword(p, klen, "BODY")) {
+		if (v != NULL && (is_keyword(v, vlen, "7BIT") || is_keyword(v, vlen, "8BITMIME")))
+			return PARAM_OK;
+		/* RFC 3030 3: stored lines end in LF, so binary bodies would change. */
+		return v != NULL && is_keyword(v, vlen, "BINARYMIME") ? PARAM_BINARYMIME :
+		    PARAM_BAD_VALUE;
+	}
 	if (is_keyword(p, klen, "SMTPUTF8")) {
 		if (v != NULL)
 			return PARAM_BAD_VALUE;
@@ -396,8 +435,8 @@ handle_mail(struct session *s)
 	pr = parse_mail_params(s, s->arg + params, s->arg_len - params);
 	if (pr != PARAM_OK) {
 		s->smtputf8 = false;
-		return pr == PARAM_UNKNOWN ? &UNKNOWN_MAIL_PARAM :
-		    pr == PARAM_TOO_BIG ? &TOO_BIG : &BAD_MAIL_PARAM;
+		return pr == PARAM_UNKNOWN ? &UNKNOWN_MAIL_PARAM : pr == PARAM_TOO_BIG ? &TOO_BIG :
+		    pr == PARAM_BINARYMIME ? &NO_BINARYMIME : &BAD_MAIL_PARAM;
 	}
 	if (from.utf8 && !s->smtputf8)
 		return &NEEDS_SMTPUTF8;
@@ -480,14 +519,6 @@ write_trace_headers(struct session *s)
 		s->delivery.error = 1;	/* cannot happen: every field is bounded */
 }
 
-/* What the data loop found, beyond the bytes it stored. */
-struct data_status {
-	enum read_result read;
-	unsigned long long size;
-	unsigned hops;
-	bool	too_big;
-};
-
 /*
  * A line of the client's header section; false once it has ended. Counts
  * Received fields (RFC 5321 6.3). Our trace fields come first and must stay
@@ -497,17 +528,49 @@ struct data_status {
  * like Postfix's smtpd, store an empty line before it, making it body.
  */
 static bool
-header_line(struct session *s, struct data_status *st, const char *p, size_t n)
+header_line(struct session *s, const char *p, size_t n)
 {
 	if (n == 0)
 		return false;
-	if (st->size == 0 && (p[0] == ' ' || p[0] == '\t')) {	/* size 0: the first line */
+	if (!s->text.started && (p[0] == ' ' || p[0] == '\t')) {
 		maildir_write(&s->delivery, "\n", 1);
 		return false;
 	}
 	if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
-		st->hops++;
+		s->text.hops++;
 	return true;
+}
+
+/* Store a line (LF added when complete) or a piece of one, unless too big. */
+static void
+write_text(struct session *s, const char *p, size_t n, bool complete)
+{
+	s->text.started = true;
+	if (!s->text.too_big) {
+		maildir_write(&s->delivery, p, n);
+		if (complete)
+			maildir_write(&s->delivery, "\n", 1);
+	}
+	s->text.line_start = complete;
+}
+
+/* A line or piece at its place in the message: header lines are judged first. */
+static void
+store_text(struct session *s, const char *p, size_t n, bool complete)
+{
+	if (s->text.line_start && s->text.in_header)
+		s->text.in_header = header_line(s, p, n);
+	write_text(s, p, n, complete);
+}
+
+/* Past max-message-size: say so once and free the disk now. */
+static void
+mark_too_big(struct session *s)
+{
+	if (!s->text.too_big) {
+		s->text.too_big = true;
+		maildir_abort(&s->delivery);
+	}
 }
 
 /*
@@ -516,46 +579,37 @@ header_line(struct session *s, struct data_status *st, const char *p, size_t n)
  * in CRLF. Bare LF ends a stored line but never the data; bare CR is kept
  * as a byte. Lines are stored with LF. Faults keep reading to the end.
  */
-static void
-receive_data(struct session *s, struct data_status *st)
+static enum read_result
+receive_data(struct session *s)
 {
 	/*
 	 * The DATA line's end counts as the first CRLF of <CRLF>.<CRLF> even
 	 * when it was a bare LF (we accept those on command lines), so an
 	 * empty message can always end; inside the data, CRLF is required.
 	 */
-	bool line_start = true, prev_crlf = true, in_header = true;
+	bool prev_crlf = true;
 	struct line line;
+	enum read_result r;
 
-	memset(st, 0, sizeof(*st));
 	for (;;) {
 		const char *p;
 		size_t n;
 
-		if ((st->read = reader_piece(&s->in, &line, DATA_PIECE)) != READ_LINE)
-			return;
+		if ((r = reader_piece(&s->in, &line, DATA_PIECE)) != READ_LINE)
+			return r;
 		p = line.bytes;
 		n = line.len;
-		if (line_start && prev_crlf && line.crlf && n == 1 && p[0] == '.')
-			return;
+		if (s->text.line_start && prev_crlf && line.crlf && n == 1 && p[0] == '.')
+			return READ_LINE;
 		/* RFC 5321 4.5.2: the client doubled any leading dot; take one off. */
-		if (line_start && n > 0 && p[0] == '.' && (n > 1 || !line.complete)) {
+		if (s->text.line_start && n > 0 && p[0] == '.' && (n > 1 || !line.complete)) {
 			p++;
 			n--;
 		}
-		if (line_start && in_header)
-			in_header = header_line(s, st, p, n);
-		st->size += n + (line.complete ? 2 : 0);
-		if (st->size > s->cfg->max_message_size && !st->too_big) {
-			st->too_big = true;
-			maildir_abort(&s->delivery);	/* free the disk now */
-		}
-		if (!st->too_big) {
-			maildir_write(&s->delivery, p, n);
-			if (line.complete)
-				maildir_write(&s->delivery, "\n", 1);
-		}
-		line_start = line.complete;
+		s->text.size += n + (line.complete ? 2 : 0);
+		if (s->text.size > s->cfg->max_message_size)
+			mark_too_big(s);
+		store_text(s, p, n, line.complete);
 		prev_crlf = line.crlf;
 	}
 }
@@ -614,45 +668,234 @@ start_delivery(struct session *s)
 	return r;
 }
 
-/* After the final dot: exactly one reply, 250 only once it is on disk. */
+/* The end of a message (the final dot, BDAT LAST): one reply, 250 once on disk. */
 static const struct smtp_reply *
-finish_data(struct session *s, const struct data_status *st)
+finish_message(struct session *s)
 {
 	enum deliver_result r;
 
-	if (st->too_big)
+	if (s->text.too_big)
 		return &TOO_BIG;
-	if (st->hops >= HOP_LIMIT) {
+	if (s->text.hops >= HOP_LIMIT) {
 		maildir_abort(&s->delivery);
 		return &TOO_MANY_HOPS;
 	}
 	r = maildir_commit(&s->delivery);
-	log_delivery(s, r == DELIVER_OK ? "delivered" : "failed", st->size);
+	log_delivery(s, r == DELIVER_OK ? "delivered" : "failed", s->text.size);
 	if (r != DELIVER_OK)
 		return r == DELIVER_NOSPACE ? &NO_SPACE : &WRITE_FAILED;
 	reply_send(&s->out, 250, "2.0.0", "%s", s->delivery.id);
 	return REPLIED;
 }
 
+/* Stage the message and write our trace fields: DATA before its 354, a first BDAT. */
+static const struct smtp_reply *
+begin_message(struct session *s)
+{
+	enum deliver_result r = start_delivery(s);
+
+	if (r != DELIVER_OK) {
+		log_error("cannot stage a message peer=%s", s->cfg->peer);
+		return r == DELIVER_NOSPACE ? &NO_SPACE : &STAGING_FAILED;
+	}
+	write_trace_headers(s);
+	s->text.line_start = s->text.in_header = true;
+	return NULL;
+}
+
 static const struct smtp_reply *
 handle_data(struct session *s)
 {
-	struct data_status st;
-	const struct smtp_reply *r = REPLIED;
-	enum deliver_result dr;
+	const struct smtp_reply *r;
+	enum read_result rr;
 
-	if ((dr = start_delivery(s)) != DELIVER_OK) {
-		log_error("cannot stage a message peer=%s", s->cfg->peer);
-		return dr == DELIVER_NOSPACE ? &NO_SPACE : &STAGING_FAILED;
-	}
+	if (s->chunking)
+		return &DATA_AFTER_BDAT;
+	if ((r = begin_message(s)) != NULL)
+		return r;
 	reply_send(&s->out, 354, NULL, "End data with <CR><LF>.<CR><LF>");
-	write_trace_headers(s);
-	receive_data(s, &st);
-	if (st.read == READ_LINE)
-		r = finish_data(s, &st);
+	if ((rr = receive_data(s)) == READ_LINE)
+		r = finish_message(s);
 	else	/* RFC 5321 4.1.1.10: a transaction cut short is void */
-		close_after_read(s, st.read);
+		close_after_read(s, rr);
 	reset_transaction(s);
+	return r != NULL ? r : REPLIED;
+}
+
+/*
+ * BDAT octets are stored by DATA's rules, with no dot-stuffing to undo
+ * (RFC 3030 2): CRLF and bare LF end a stored line, a bare CR is kept, and
+ * a CR that ends one chunk pairs with an LF that starts the next. The start
+ * of a header line shorter than "Received:" is held until it can be judged.
+ */
+static void
+store_piece(struct session *s, const char *p, size_t n, bool complete)
+{
+	struct text *t = &s->text;
+
+	if (t->held > 0 || (t->line_start && t->in_header && !complete && n < sizeof(t->head))) {
+		size_t m = n < sizeof(t->head) - t->held ? n : sizeof(t->head) - t->held;
+
+		memcpy(t->head + t->held, p, m);
+		t->held += m;
+		p += m;
+		n -= m;
+		if (!complete && t->held < sizeof(t->head))
+			return;
+		store_text(s, t->head, t->held, false);
+		t->held = 0;
+	}
+	if (n > 0 || complete)
+		store_text(s, p, n, complete);
+}
+
+static void
+store_octets(struct session *s, const char *p, size_t n)
+{
+	if (n > 0 && s->text.cr_held) {
+		s->text.cr_held = false;
+		if (p[0] == '\n') {
+			store_piece(s, p, 0, true);
+			p++;
+			n--;
+		} else {
+			store_piece(s, "\r", 1, false);
+		}
+	}
+	while (n > 0) {
+		const char *lf = memchr(p, '\n', n);
+		size_t k = lf != NULL ? (size_t)(lf - p) : n;
+
+		if (lf != NULL) {
+			store_piece(s, p, k > 0 && p[k - 1] == '\r' ? k - 1 : k, true);
+			k++;
+		} else {
+			s->text.cr_held = p[k - 1] == '\r';
+			store_piece(s, p, k - s->text.cr_held, false);
+		}
+		p += k;
+		n -= k;
+	}
+}
+
+/* The last chunk is in: what was held for the next one is plain text. */
+static void
+end_octets(struct session *s)
+{
+	if (s->text.cr_held)
+		store_piece(s, "\r", 1, false);
+	if (s->text.held > 0)
+		store_text(s, s->text.head, s->text.held, false);
+	s->text.cr_held = false;
+	s->text.held = 0;
+}
+
+/*
+ * Read exactly n octets, stored when keep, else thrown away: a refused
+ * chunk is still consumed (RFC 3030 2), so its bytes are never commands.
+ * The line timeout runs per CHUNK_CLOCK octets: a steady slow sender of a
+ * big chunk is not cut off, a stalled one is. false when the session ended.
+ */
+static bool
+read_chunk(struct session *s, unsigned long long n, bool keep)
+{
+	unsigned long long since_clock = 0;
+	struct line piece;
+	enum read_result r;
+
+	reader_restart_clock(&s->in);
+	while (n > 0) {
+		if ((r = reader_bytes(&s->in, &piece, n < DATA_PIECE ? (size_t)n : DATA_PIECE)) != READ_LINE) {
+			close_after_read(s, r);	/* RFC 5321 4.1.1.10: the transaction is void */
+			return false;
+		}
+		n -= piece.len;
+		if (keep)
+			store_octets(s, piece.bytes, piece.len);
+		if ((since_clock += piece.len) >= CHUNK_CLOCK) {
+			reader_restart_clock(&s->in);
+			since_clock = 0;
+		}
+	}
+	return true;
+}
+
+/* "BDAT size [LAST]" (RFC 3030 2): 1 to 20 digits, then LAST or nothing. */
+static int
+parse_bdat(const char *p, size_t n, unsigned long long *size, bool *last)
+{
+	size_t digits = 0, i;
+
+	while (digits < n && p[digits] != ' ')
+		digits++;
+	if (parse_size(p, digits, size) == -1)
+		return -1;
+	for (i = digits; i < n && p[i] == ' '; i++)
+		;
+	*last = i < n;
+	return i == n || (i > digits && is_keyword(p + i, n - i, "LAST")) ? 0 : -1;
+}
+
+/*
+ * Whether this chunk's octets are kept, checked before they are read: the
+ * sequence (no MAIL, no recipient: the transaction is untouched), an
+ * earlier failure, the size, then staging on the first chunk.
+ */
+static const struct smtp_reply *
+accept_chunk(struct session *s, unsigned long long size)
+{
+	const struct smtp_reply *r;
+
+	if (s->state == S_GREETED || s->state == S_HELLO)
+		return &MAIL_FIRST;
+	if (s->state == S_MAIL)
+		return &NO_RECIPIENTS;
+	if (s->text.too_big)
+		return &TOO_BIG;
+	if (s->chunks_failed)
+		return &BDAT_FAILED;
+	if (!s->chunking) {
+		s->chunking = true;
+		if ((r = begin_message(s)) != NULL) {
+			s->chunks_failed = true;
+			return r;
+		}
+	}
+	/* max-message-size counts octets as sent (RFC 1870), our trace lines not. */
+	if (size > s->cfg->max_message_size - s->text.size) {
+		mark_too_big(s);
+		return &TOO_BIG;
+	}
+	s->text.size += size;
+	return NULL;
+}
+
+static const struct smtp_reply *
+handle_bdat(struct session *s)
+{
+	const struct smtp_reply *r;
+	unsigned long long size;
+	bool last;
+
+	if (parse_bdat(s->arg, s->arg_len, &size, &last) == -1) {
+		/* The chunk's length is unknown, so what follows cannot be read as commands. */
+		refuse(s, &SYNTAX_BDAT);
+		session_close(s, 421, "4.7.0", "Error: BDAT out of step, closing");
+		return REPLIED;
+	}
+	r = accept_chunk(s, size);
+	if (!read_chunk(s, size, r == NULL))
+		return REPLIED;
+	if (r == NULL && !last) {
+		reply_send(&s->out, 250, "2.0.0", "%llu octets received", size);
+		return REPLIED;
+	}
+	if (r == NULL) {
+		end_octets(s);
+		r = finish_message(s);
+	}
+	if (last && s->chunking)
+		reset_transaction(s);
 	return r;
 }
 
@@ -709,6 +952,7 @@ static const struct command commands[] = {
 	    [S_GREETED] = &MAIL_FIRST, [S_HELLO] = &MAIL_FIRST } },
 	{ "DATA", handle_data, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: DATA", .refused = {
 	    [S_GREETED] = &MAIL_FIRST, [S_HELLO] = &MAIL_FIRST, [S_MAIL] = &NO_RECIPIENTS } },
+	{ "BDAT", handle_bdat, ARGS_PARSED, ANYWHERE, .usage = NULL },
 	{ "RSET", handle_rset, ARGS_NONE, ANYWHERE, .usage = "Syntax: RSET" },
 	{ "NOOP", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &OK },
 	{ "QUIT", handle_quit, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: QUIT" },
@@ -723,7 +967,6 @@ static const struct command commands[] = {
 	{ "TURN", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
 	{ "ETRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
 	{ "ATRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
-	{ "BDAT", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
 	{ "AUTH", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
 	{ "STARTTLS", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
 };
