@@ -142,10 +142,20 @@ def pipe_session():
 
 def while_configuring():
     """SIGTERM before the session, here while opening a FIFO that nobody
-    writes as the configuration (-c, and -C): smtpd ends by the signal (or
-    with 1, as for a stop), not with 78 for a config error and never by
-    spinning on; no session has begun, so there is no one to send 421 to."""
-    for opt in ("-c", "-C"):
+    writes as the configuration (-c): smtpd ends by the signal (or with 1,
+    as for a stop), not with 78 for a config error and never by spinning on;
+    no session has begun, so there is no one to send 421 to. -C compiles
+    regular files only, so a FIFO there is a configuration error at once."""
+    box = Box()
+    try:
+        fifo = os.path.join(box.dir, "smtpd.fifo")
+        os.mkfifo(fifo)
+        status = wait(subprocess.Popen([argv(box)[0], "-C", fifo], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), 10)
+        check(status == 78, "-C on a FIFO: exit status %r" % status)
+    finally:
+        box.close()
+    for opt in ("-c",):
         box = Box()
         fifo = os.path.join(box.dir, "smtpd.fifo")
         os.mkfifo(fifo)
