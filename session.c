@@ -122,7 +122,8 @@ static const struct smtp_reply
     MAIL_FIRST = { 503, "5.5.1", "MAIL first" },
     NO_RECIPIENTS = { 554, "5.5.1", "No valid recipients" },
     DATA_AFTER_BDAT = { 503, "5.5.1", "DATA after BDAT" },	/* Postfix's text */
-    BDAT_FAILED = { 503, "5.5.1", "BDAT after a failed chunk; send RSET" },
+    RCPT_AFTER_BDAT = { 503, "5.5.1", "RCPT after BDAT" },
+    BDAT_FAILED = { 503, "5.5.1", "Chunk discarded after an earlier error" },
     /* Syntax */
     UNKNOWN_COMMAND = { 500, "5.5.2", "Command not recognized" },
     NUL_IN_COMMAND = { 500, "5.5.2", "Syntax error: NUL byte in command" },
@@ -474,6 +475,8 @@ handle_rcpt(struct session *s)
 	size_t params;
 	struct route route;
 
+	if (s->chunking)
+		return &RCPT_AFTER_BDAT;	/* Postfix's text; RFC 3030 leaves it open */
 	if ((r = parse_path_arg(s, &RECIPIENT, s->smtputf8, &to, &params)) != NULL)
 		return r;
 	if (params < s->arg_len)
@@ -778,7 +781,11 @@ store_octets(struct session *s, const char *p, size_t n)
 	}
 }
 
-/* The last chunk is in: what was held for the next one is plain text. */
+/*
+ * The last chunk is in: what was held for the next one is plain text, and
+ * a last line without an end gets one, as Postfix stores it, so every
+ * stored message ends in a newline.
+ */
 static void
 end_octets(struct session *s)
 {
@@ -788,6 +795,8 @@ end_octets(struct session *s)
 		store_text(s, s->text.head, s->text.held, false);
 	s->text.cr_held = false;
 	s->text.held = 0;
+	if (!s->text.line_start)
+		write_text(s, "", 0, true);
 }
 
 /*
@@ -838,8 +847,9 @@ parse_bdat(const char *p, size_t n, unsigned long long *size, bool *last)
 
 /*
  * Whether this chunk's octets are kept, checked before they are read: the
- * sequence (no MAIL, no recipient: the transaction is untouched), an
- * earlier failure, the size, then staging on the first chunk.
+ * sequence (no MAIL: there is no transaction to touch), an earlier
+ * failure, recipients and staging on the first chunk, then the size. The
+ * chunks after a failed one are discarded until LAST or RSET.
  */
 static const struct smtp_reply *
 accept_chunk(struct session *s, unsigned long long size)
@@ -848,15 +858,14 @@ accept_chunk(struct session *s, unsigned long long size)
 
 	if (s->state == S_GREETED || s->state == S_HELLO)
 		return &MAIL_FIRST;
-	if (s->state == S_MAIL)
-		return &NO_RECIPIENTS;
 	if (s->text.too_big)
 		return &TOO_BIG;
 	if (s->chunks_failed)
 		return &BDAT_FAILED;
 	if (!s->chunking) {
 		s->chunking = true;
-		if ((r = begin_message(s)) != NULL) {
+		r = s->state == S_MAIL ? &NO_RECIPIENTS : begin_message(s);
+		if (r != NULL) {
 			s->chunks_failed = true;
 			return r;
 		}
@@ -880,7 +889,7 @@ handle_bdat(struct session *s)
 	if (parse_bdat(s->arg, s->arg_len, &size, &last) == -1) {
 		/* The chunk's length is unknown, so what follows cannot be read as commands. */
 		refuse(s, &SYNTAX_BDAT);
-		session_close(s, 421, "4.7.0", "Error: BDAT out of step, closing");
+		session_close(s, 421, "4.7.0", "Error: BDAT chunk size unknown");
 		return REPLIED;
 	}
 	r = accept_chunk(s, size);
