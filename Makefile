@@ -3,10 +3,11 @@
 CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
-OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o libsystemd.o dynlib.o
+OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o libsystemd.o dynlib.o \
+          filter.o
 TESTS   = tests/check_reply tests/check_reader \
           tests/check_maildir tests/check_session \
-          tests/check_address tests/check_log tests/check_route
+          tests/check_address tests/check_log tests/check_route tests/check_filter
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
