@@ -40,7 +40,7 @@ static const char reject_text[] = "Message rejected by content filter";
 struct run {
 	pid_t	pid;
 	int	out_fd, err_fd;	/* -1 once at end of file */
-	bool	exited, overflow, timed_out;
+	bool	exited, overflow, timed_out, stopped;
 	int	status;		/* waitpid's, once exited */
 	size_t	out_len;	/* stdout bytes in result->headers */
 	char	err_line[STDERR_SHOWN];
@@ -333,9 +333,10 @@ now_ms(void)
  * the check and the wait still ends the wait.
  */
 static void
-collect(struct run *r, unsigned timeout, const sigset_t *wait_mask, struct filter_result *out)
+collect(struct run *r, const struct filter_spec *spec, const sigset_t *wait_mask,
+    struct filter_result *out)
 {
-	long long deadline = now_ms() + timeout * 1000LL;
+	long long deadline = now_ms() + spec->timeout * 1000LL;
 
 	for (;;) {
 		struct pollfd pfd[2];
@@ -346,6 +347,10 @@ collect(struct run *r, unsigned timeout, const sigset_t *wait_mask, struct filte
 		reap(r, false);
 		if (r->overflow || (r->exited && r->out_fd == -1 && r->err_fd == -1))
 			break;
+		if (spec->stop != NULL && *spec->stop) {
+			r->stopped = true;
+			break;
+		}
 		if ((left = deadline - now_ms()) <= 0) {
 			r->timed_out = true;
 			break;
@@ -357,7 +362,7 @@ collect(struct run *r, unsigned timeout, const sigset_t *wait_mask, struct filte
 		ts.tv_sec = left / 1000;
 		ts.tv_nsec = (left % 1000) * 1000000;
 		if (ppoll(pfd, n, &ts, wait_mask) <= 0)
-			continue;	/* EINTR (SIGCHLD), or the deadline: checked above */
+			continue;	/* EINTR (SIGCHLD, a stop), or the deadline: checked above */
 		for (nfds_t i = 0; i < n; i++)
 			if (pfd[i].revents != 0)
 				drain(r, pfd[i].fd == r->out_fd ? &r->out_fd : &r->err_fd, out);
@@ -398,6 +403,10 @@ judge(const struct run *r, struct filter_result *out)
 		snprintf(out->reason, sizeof(out->reason), "more than %d bytes on stdout",
 		    FILTER_HEADER_MAX);
 		return FILTER_BAD_OUTPUT;
+	}
+	if (r->stopped) {
+		snprintf(out->reason, sizeof(out->reason), "stopped, process group killed");
+		return FILTER_TEMPFAIL;
 	}
 	if (r->timed_out) {
 		snprintf(out->reason, sizeof(out->reason), "timed out, process group killed");
@@ -517,10 +526,10 @@ filter_run(const struct filter_spec *spec, int message_fd, const struct filter_e
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, &old_mask);
 	sigaction(SIGCHLD, &sa, &old_sa);
-	wait_mask = old_mask;
+	wait_mask = spec->wait_mask != NULL ? *spec->wait_mask : old_mask;
 	sigdelset(&wait_mask, SIGCHLD);
 	if (spawn(&r, spec->argv, envp, message_fd, out) == 0) {
-		collect(&r, spec->timeout, &wait_mask, out);
+		collect(&r, spec, &wait_mask, out);
 		v = judge(&r, out);
 	}
 	sigaction(SIGCHLD, &old_sa, NULL);

@@ -2,6 +2,7 @@
 #ifndef SMTPD_FILTER_H
 #define SMTPD_FILTER_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #define FILTER_HEADER_MAX	65536	/* bytes of header fields a filter may add */
@@ -19,9 +20,11 @@ enum filter_verdict {
 struct filter_spec {
 	char *const *argv;	/* argv[0] is the program's absolute path; NULL-terminated */
 	unsigned timeout;	/* seconds from start to verdict, at least 1 */
+	const volatile sig_atomic_t *stop;	/* set by a signal: kill it, TEMPFAIL; or NULL */
+	const sigset_t *wait_mask;	/* let these signals in while waiting; NULL: the caller's mask */
 };
 
-/* What the filter learns about the transaction, as SMTPD_* variables. */
+/* What the filter learns about the transaction, as SMTPD_* variables; only tls may be NULL. */
 struct filter_env {
 	const char *id;		/* SMTPD_ID */
 	const char *peer;	/* SMTPD_PEER: address or "local" */
@@ -50,6 +53,8 @@ struct filter_result {
  * FILTER_STDERR_LINES stderr lines are logged (log_quote'd, with env->id).
  * The verdict comes from the exit status; out->reason always says why.
  * The caller's signal mask is kept; SIGCHLD is handled only during the run.
+ * A signal let in by spec->wait_mask that sets *spec->stop ends the wait at
+ * once: the group is killed and the verdict is FILTER_TEMPFAIL ("stopped").
  */
 enum filter_verdict filter_run(const struct filter_spec *spec, int message_fd,
     const struct filter_env *env, struct filter_result *out);

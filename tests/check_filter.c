@@ -476,6 +476,50 @@ START_TEST(stderr_is_read_to_its_end)
 }
 END_TEST
 
+static volatile sig_atomic_t stop_flag;
+
+static void
+on_usr1(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+/*
+ * A stop signal, blocked but for the wait (as the session blocks SIGTERM),
+ * ends a hanging filter at once. The filter sends it to us itself, so the
+ * signal comes only once the filter runs.
+ */
+START_TEST(a_stop_signal_ends_the_wait)
+{
+	char path[128];
+	char *argv[] = { path, NULL };
+	sigset_t usr1, wait_mask;
+	struct filter_spec spec = { .argv = argv, .timeout = 600, .stop = &stop_flag,
+	    .wait_mask = &wait_mask };
+	struct sigaction sa;
+	char script[256];
+	int n;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, &wait_mask);
+	sigdelset(&wait_mask, SIGUSR1);
+	n = snprintf(script, sizeof(script), "#!/bin/sh\nsleep 1000 &\necho $! > %s/child\n"
+	    "kill -USR1 $PPID\nwait\n", dir);
+	write_file("filter", script, (size_t)n, 0755);
+	path_in(path, sizeof(path), "filter");
+	ck_assert_int_eq(filter_run(&spec, msg_fd, &env, &res), FILTER_TEMPFAIL);
+	ck_assert_str_eq(res.reason, "stopped, process group killed");
+	ck_assert_int_eq(stop_flag, 1);
+	assert_dead(pid_from("child"));
+}
+END_TEST
+
 /* The caller's SIGCHLD disposition and signal mask come back unchanged. */
 START_TEST(signal_state_is_restored)
 {
@@ -525,6 +569,7 @@ filter_suite(void)
 	tcase_add_test(tc, runs_in_its_own_process_group);
 	tcase_add_test(tc, stderr_is_read_to_its_end);
 	tcase_add_test(tc, signal_state_is_restored);
+	tcase_add_test(tc, a_stop_signal_ends_the_wait);
 	suite_add_tcase(s, tc);
 	return s;
 }
