@@ -4,16 +4,19 @@ CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 OBJS    = config.o session.o reader.o reply.o stop.o maildir.o address.o route.o log.o \
-          libsystemd.o dynlib.o proxy.o
+          libsystemd.o dynlib.o proxy.o filter.o
 TESTS   = tests/check_reply tests/check_reader tests/check_config \
           tests/check_maildir tests/check_session \
-          tests/check_address tests/check_log tests/check_route tests/check_proxy
+          tests/check_address tests/check_log tests/check_route tests/check_proxy \
+          tests/check_filter
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/smtpd
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+SHAREDIR ?= $(PREFIX)/share/smtpd
+FILTERS = filters/spamassassin filters/rspamd
 # route.o needs libcdb (the compiled map); address.o opens libidn2 with
 # dlopen when a non-ASCII domain first needs it (idn2.h for the types only).
 MAPLIBS = $$(pkg-config --libs libcdb)
@@ -63,7 +66,8 @@ tests/fault/fault.so: tests/fault/fault.c
 # copies name the ones chosen here.
 INSTALL_PATHS = sed -e 's|/usr/local/sbin|$(SBINDIR)|g' \
     -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' \
-    -e 's|/usr/local/share/doc/smtpd|$(DOCDIR)|g' -e 's|/usr/local/share/man|$(MANDIR)|g'
+    -e 's|/usr/local/share/doc/smtpd|$(DOCDIR)|g' -e 's|/usr/local/share/man|$(MANDIR)|g' \
+    -e 's|/usr/local/share/smtpd|$(SHAREDIR)|g'
 INSTALL_DOCS  = units/inetd.conf units/xinetd.conf units/tcpserver.run
 
 install: smtpd
@@ -78,12 +82,18 @@ install: smtpd
 	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(UNITDIR)/smtpd.socket \
 	    $(DESTDIR)$(UNITDIR)/smtpd@.service $(DESTDIR)$(DOCDIR)/*
 	chmod 0755 $(DESTDIR)$(DOCDIR)/tcpserver.run
+	install -d $(DESTDIR)$(SHAREDIR)/filters
+	for f in $(FILTERS); do \
+	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(SHAREDIR)/$$f || exit 1; done
+	chmod 0755 $(DESTDIR)$(SHAREDIR)/filters/*
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8 \
 	    $(DESTDIR)$(UNITDIR)/smtpd.socket $(DESTDIR)$(UNITDIR)/smtpd@.service
 	for f in $(INSTALL_DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$${f#units/}; done
 	-rmdir $(DESTDIR)$(DOCDIR)
+	for f in $(FILTERS); do rm -f $(DESTDIR)$(SHAREDIR)/$$f; done
+	-rmdir $(DESTDIR)$(SHAREDIR)/filters $(DESTDIR)$(SHAREDIR)
 
 # libFuzzer over the real session code: clang, ASan and UBSan (fuzz/).
 # fuzz-smoke is the short run CI makes; FUZZ_TIME=3600 for a long one.

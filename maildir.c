@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -604,4 +605,161 @@ maildir_commit(struct delivery *d)
 	d->copies = NULL;
 	d->ncopies = d->room = 0;
 	return DELIVER_OK;
+}
+
+/* Is fd the file staged as c (not another file put under its name)? */
+static bool
+is_staged_file(const struct maildir_copy *c, int fd)
+{
+	struct stat a, b;
+
+	if (fstat(fd, &a) == -1 || fstat(c->fd, &b) == -1)
+		return false;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* tmp/ of a copy's directory, never through a link; -1 with errno set. */
+static int
+open_tmp(const struct maildir_copy *c)
+{
+	int tmpfd, newfd;
+
+	if (open_tmp_new(c, &tmpfd, &newfd) == -1)
+		return -1;
+	close(newfd);
+	return tmpfd;
+}
+
+/* The staged file of c opened again, read-only; -1 with errno set. */
+static int
+open_copy_readonly(const struct delivery *d, const struct maildir_copy *c)
+{
+	int tmpfd = open_tmp(c), fd;
+
+	if (tmpfd == -1)
+		return -1;
+	fd = openat(tmpfd, d->name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	close(tmpfd);
+	if (fd != -1 && !is_staged_file(c, fd)) {
+		close(fd);
+		errno = EIO;
+		return -1;
+	}
+	return fd;
+}
+
+int
+maildir_open_staged(struct delivery *d)
+{
+	int fd;
+
+	if (d->len > 0)
+		flush_buffer(d);
+	if (d->error != 0 || d->ncopies == 0)
+		return -1;
+	if ((fd = open_copy_readonly(d, &d->copies[0])) == -1)
+		d->error = errno;
+	return fd;
+}
+
+#define COPY_CHUNK	(1LL << 30)	/* bytes per copy_file_range call */
+
+/*
+ * n bytes from src at off to dst's file position: copy_file_range(2) keeps
+ * them in the kernel (or shares the blocks); where it cannot (older
+ * kernels, some file systems) pread and write through d->buf, which is
+ * empty after flush_buffer.
+ */
+static int
+copy_range(struct delivery *d, int src, long long off, int dst, long long n)
+{
+	bool in_kernel = true;
+
+	while (n > 0) {
+		size_t want = n < (long long)sizeof(d->buf) ? (size_t)n : sizeof(d->buf);
+		ssize_t k;
+
+		if (in_kernel) {
+			k = syscall(SYS_copy_file_range, src, &off, dst, NULL,
+			    n < COPY_CHUNK ? (size_t)n : (size_t)COPY_CHUNK, 0u);
+			if (k == -1 && (errno == ENOSYS || errno == EXDEV || errno == EINVAL ||
+			    errno == EOPNOTSUPP)) {
+				in_kernel = false;
+				continue;
+			}
+		} else if ((k = pread(src, d->buf, want, off)) > 0) {
+			if (write_all(dst, d->buf, (size_t)k) == -1)
+				return -1;
+			off += k;
+		}
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			if (k == 0)
+				errno = EIO;	/* the staged file shrank under us */
+			return -1;
+		}
+		n -= k;
+	}
+	return 0;
+}
+
+/* Write head, p, tail of src into dst. */
+static int
+copy_with_insert(struct delivery *d, int src, int dst, off_t at, const char *p, size_t n)
+{
+	struct stat st;
+
+	if (fstat(src, &st) == -1)
+		return -1;
+	if (at < 0 || at > st.st_size) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (copy_range(d, src, 0, dst, at) == -1 || write_all(dst, p, n) == -1)
+		return -1;
+	return copy_range(d, src, at, dst, st.st_size - at);
+}
+
+/* Rewrite one staged copy with p inserted at at; the old file goes. */
+static int
+restage_copy(struct delivery *d, struct maildir_copy *c, off_t at, const char *p, size_t n)
+{
+	char name[MAILDIR_NAME_MAX + sizeof(",insert")];
+	int src, dst = -1, tmpfd, err = 0;
+
+	snprintf(name, sizeof(name), "%s,insert", d->name);
+	if ((tmpfd = open_tmp(c)) == -1)
+		return -1;
+	if ((src = open_copy_readonly(d, c)) == -1) {
+		close(tmpfd);
+		return -1;
+	}
+	dst = openat(tmpfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (dst == -1 || copy_with_insert(d, src, dst, at, p, n) == -1 ||
+	    renameat(tmpfd, name, tmpfd, d->name) == -1) {
+		err = errno;
+		if (dst != -1) {
+			close(dst);
+			unlinkat(tmpfd, name, 0);
+		}
+	} else {
+		close(c->fd);	/* the old file, already unlinked by renameat */
+		c->fd = dst;
+	}
+	close(src);
+	close(tmpfd);
+	errno = err;
+	return err == 0 ? 0 : -1;
+}
+
+int
+maildir_insert(struct delivery *d, off_t at, const char *p, size_t n)
+{
+	if (d->len > 0)
+		flush_buffer(d);
+	for (size_t i = 0; i < d->ncopies && d->error == 0 && n > 0; i++)
+		if (restage_copy(d, &d->copies[i], at, p, n) == -1)
+			d->error = errno;
+	return d->error == 0 ? 0 : -1;
 }

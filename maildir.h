@@ -88,4 +88,22 @@ enum deliver_result maildir_commit(struct delivery *d);
 /* Drop every staged copy (client gone, message refused). */
 void maildir_abort(struct delivery *d);
 
+/*
+ * A read-only descriptor (O_CLOEXEC, at offset 0) of the first staged copy
+ * holding everything written so far, for a content filter to read; the
+ * caller closes it. -1 on failure, which maildir_commit then reports.
+ */
+int maildir_open_staged(struct delivery *d);
+
+/*
+ * Insert p[0..n) at byte offset at of every staged copy (a filter's header
+ * fields after our trace lines), after the last maildir_write and before
+ * maildir_commit. Each copy is rewritten as a new file in its tmp/: the
+ * bytes before at, p, then the rest, copied by copy_file_range(2) and so
+ * never through our memory; rename(2) puts it in the old one's place and
+ * maildir_commit syncs it as usual. -1 on failure, which maildir_commit
+ * then reports; a descriptor from maildir_open_staged still reads the old.
+ */
+int maildir_insert(struct delivery *d, off_t at, const char *p, size_t n);
+
 #endif

@@ -2,6 +2,7 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +365,131 @@ START_TEST(links_above_a_maildir_are_followed)
 }
 END_TEST
 
+/* The single file in DIR/new, whole, NUL-terminated; its length in *len. */
+static char *
+delivered(const char *dir, size_t *len)
+{
+	char path[512];
+	struct dirent *e;
+	struct stat st;
+	char *buf;
+	DIR *dp;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/new", dir);
+	ck_assert_ptr_nonnull(dp = opendir(path));
+	while ((e = readdir(dp)) != NULL && e->d_name[0] == '.')
+		;
+	ck_assert_ptr_nonnull(e);
+	snprintf(path, sizeof(path), "%s/new/%s", dir, e->d_name);
+	closedir(dp);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_ptr_nonnull(buf = malloc((size_t)st.st_size + 1));
+	ck_assert_ptr_nonnull(f = fopen(path, "r"));
+	ck_assert_uint_eq(fread(buf, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+	fclose(f);
+	buf[st.st_size] = '\0';
+	*len = (size_t)st.st_size;
+	return buf;
+}
+
+static const char trace[] = "Return-Path: <a@example.org>\nReceived: from x by y id 1\n";
+
+/* What a filter reads: everything written, the buffered tail too, read-only. */
+START_TEST(open_staged_reads_everything_written)
+{
+	const char *dirs[] = { dir_a };
+	char buf[256];
+	ssize_t n;
+	int fd;
+
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_OK);
+	maildir_write(&d, trace, sizeof(trace) - 1);
+	maildir_write(&d, "Subject: s\n\nbody\n", 18);
+	fd = maildir_open_staged(&d);
+	ck_assert_int_ne(fd, -1);
+	ck_assert_int_eq(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	n = read(fd, buf, sizeof(buf));
+	ck_assert_int_eq(n, (ssize_t)(sizeof(trace) - 1 + 18));
+	ck_assert(memcmp(buf, trace, sizeof(trace) - 1) == 0);
+	ck_assert(memcmp(buf + sizeof(trace) - 1, "Subject: s\n\nbody\n", 18) == 0);
+	ck_assert_int_eq(write(fd, "x", 1), -1);
+	close(fd);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	ck_assert_int_eq(count(dir_a, "new"), 1);
+}
+END_TEST
+
+/* Filter header fields land after the trace lines of every copy, body intact. */
+START_TEST(insert_goes_after_the_trace_lines_in_every_copy)
+{
+	const char *dirs[] = { dir_a, dir_b };
+	static const char fields[] = "X-Spam-Status: No, score=0.1\nX-Spam-Score: 0.1\n";
+	static char body[300000];
+	size_t tn = sizeof(trace) - 1, fn = sizeof(fields) - 1, len;
+	int fd;
+
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = i % 80 == 79 ? '\n' : (char)('a' + i % 26);
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
+	maildir_write(&d, trace, tn);
+	maildir_write(&d, body, sizeof(body));
+	ck_assert_int_ne(fd = maildir_open_staged(&d), -1);
+	ck_assert_int_eq(maildir_insert(&d, (off_t)tn, fields, fn), 0);
+	ck_assert_int_eq(count(dir_a, "tmp"), 1);	/* replaced, not added */
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	close(fd);
+	for (int i = 0; i < 2; i++) {
+		char *m = delivered(dirs[i], &len);
+
+		ck_assert_uint_eq(len, tn + fn + sizeof(body));
+		ck_assert(memcmp(m, trace, tn) == 0);
+		ck_assert(memcmp(m + tn, fields, fn) == 0);
+		ck_assert(memcmp(m + tn + fn, body, sizeof(body)) == 0);
+		free(m);
+		ck_assert_int_eq(count(dirs[i], "tmp"), 0);
+	}
+}
+END_TEST
+
+START_TEST(insert_then_abort_leaves_nothing)
+{
+	const char *dirs[] = { dir_a, dir_b };
+
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
+	maildir_write(&d, trace, sizeof(trace) - 1);
+	ck_assert_int_eq(maildir_insert(&d, 3, "X: y\n", 5), 0);
+	maildir_abort(&d);
+	ck_assert_int_eq(count(dir_a, "tmp") + count(dir_a, "new"), 0);
+	ck_assert_int_eq(count(dir_b, "tmp") + count(dir_b, "new"), 0);
+}
+END_TEST
+
+/* An offset past the end, or a copy that cannot be rewritten: commit fails cleanly. */
+START_TEST(a_failed_insert_fails_the_commit)
+{
+	const char *dirs[] = { dir_a, dir_b };
+	char tmp[160], moved[160];
+
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
+	maildir_write(&d, trace, sizeof(trace) - 1);
+	ck_assert_int_eq(maildir_insert(&d, (off_t)sizeof(trace), "X: y\n", 5), -1);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(count(dir_a, "tmp") + count(dir_a, "new"), 0);
+	ck_assert_int_eq(count(dir_b, "tmp") + count(dir_b, "new"), 0);
+
+	ck_assert_int_eq(harness_begin(&d, dirs, 2), DELIVER_OK);
+	maildir_write(&d, trace, sizeof(trace) - 1);
+	snprintf(tmp, sizeof(tmp), "%s/tmp", dir_b);
+	snprintf(moved, sizeof(moved), "%s/tmp.gone", dir_b);
+	ck_assert_int_eq(rename(tmp, moved), 0);	/* the second copy cannot be rewritten */
+	ck_assert_int_eq(maildir_insert(&d, 0, "X: y\n", 5), -1);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_TEMPFAIL);
+	ck_assert_int_eq(count(dir_a, "tmp") + count(dir_a, "new"), 0);
+	ck_assert_int_eq(count(dir_b, "new"), 0);
+}
+END_TEST
+
 static Suite *
 maildir_suite(void)
 {
@@ -383,6 +509,10 @@ maildir_suite(void)
 	tcase_add_test(tc, staging_in_a_folder);
 	tcase_add_test(tc, links_at_or_below_a_maildir_are_refused);
 	tcase_add_test(tc, links_above_a_maildir_are_followed);
+	tcase_add_test(tc, open_staged_reads_everything_written);
+	tcase_add_test(tc, insert_goes_after_the_trace_lines_in_every_copy);
+	tcase_add_test(tc, insert_then_abort_leaves_nothing);
+	tcase_add_test(tc, a_failed_insert_fails_the_commit);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -10,9 +10,10 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-mkdir "$dir/src" "$dir/src/units"
+mkdir "$dir/src" "$dir/src/units" "$dir/src/filters"
 cp "$top/Makefile" "$top/smtpd.8" "$dir/src/"
 cp "$top"/units/* "$dir/src/units/"
+cp "$top"/filters/* "$dir/src/filters/"
 cp "$smtpd" "$dir/src/smtpd"
 root=$dir/root
 # -o smtpd: install the binary under test as it is, never rebuild it here.
@@ -27,6 +28,11 @@ done
 [ "$(stat -c %a "$root/usr/sbin/smtpd")" = 755 ] || fail "binary mode"
 [ "$(stat -c %a "$root/usr/share/man/man8/smtpd.8")" = 644 ] || fail "man page mode"
 [ "$(stat -c %a "$root/usr/share/doc/smtpd/tcpserver.run")" = 755 ] || fail "run script mode"
+for f in spamassassin rspamd; do
+	[ "$(stat -c %a "$root/usr/share/smtpd/filters/$f")" = 755 ] || fail "filters/$f not installed 755"
+	grep -q "filter /usr/share/smtpd/filters/$f " "$root/usr/share/smtpd/filters/$f" ||
+		fail "filters/$f does not name its installed path"
+done
 grep -q '^ExecStart=/usr/sbin/smtpd -c /etc/smtpd.conf$' "$root/usr/lib/systemd/system/smtpd@.service" ||
 	fail "ExecStart does not name the installed binary and config"
 if grep -rq /usr/local "$root"/usr/lib "$root"/usr/share; then
