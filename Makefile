@@ -3,10 +3,11 @@
 CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
-OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o libsystemd.o dynlib.o
+OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o libsystemd.o dynlib.o \
+          tls.o
 TESTS   = tests/check_reply tests/check_reader \
           tests/check_maildir tests/check_session \
-          tests/check_address tests/check_log tests/check_route
+          tests/check_address tests/check_log tests/check_route tests/check_tls
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
@@ -14,7 +15,8 @@ MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/smtpd
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 # route.o needs libcdb (the compiled map); address.o opens libidn2 with
-# dlopen when a non-ASCII domain first needs it (idn2.h for the types only).
+# dlopen when a non-ASCII domain first needs it (idn2.h for the types only),
+# tls.o opens libssl and libcrypto the same way when a client says STARTTLS.
 MAPLIBS = $$(pkg-config --libs libcdb)
 
 all: smtpd
@@ -40,6 +42,12 @@ tests/check_%: tests/check_%.c tests/harness.c $(OBJS) .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
 	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $(MAPLIBS) \
 	    $$(pkg-config --libs check) -ldl
+
+# The TLS test's client is OpenSSL itself, linked; tls.o still opens it by dlopen.
+tests/check_tls: tests/check_tls.c tests/harness.c $(OBJS) .flags
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
+	    -o $@ tests/check_tls.c tests/harness.c $(OBJS) $(MAPLIBS) \
+	    $$(pkg-config --libs check) $$(pkg-config --libs openssl) -ldl
 
 check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-units $(TESTS)
