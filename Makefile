@@ -72,24 +72,30 @@ INSTALL_PATHS = sed -e 's|/usr/local/sbin|$(SBINDIR)|g' \
     -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' \
     -e 's|/usr/local/share/doc/smtpd|$(DOCDIR)|g' -e 's|/usr/local/share/man|$(MANDIR)|g'
 INSTALL_DOCS  = units/inetd.conf units/xinetd.conf units/tcpserver.run
+# The TLS drop-in is an example: installed as a unit, it would stop a host
+# without a certificate from starting sessions.
+INSTALL_UNITS = units/smtpd.socket units/smtpd@.service \
+    units/smtpd-ticket-keys.service units/smtpd-ticket-keys.timer
 
 install: smtpd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(DOCDIR)
 	install -m 0755 smtpd $(DESTDIR)$(SBINDIR)/smtpd
 	$(INSTALL_PATHS) smtpd.8 > $(DESTDIR)$(MANDIR)/man8/smtpd.8
-	$(INSTALL_PATHS) units/smtpd.socket > $(DESTDIR)$(UNITDIR)/smtpd.socket
-	$(INSTALL_PATHS) units/smtpd@.service > $(DESTDIR)$(UNITDIR)/smtpd@.service
+	for f in $(INSTALL_UNITS); do \
+	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(UNITDIR)/$${f#units/} || exit 1; \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${f#units/}; done
 	for f in $(INSTALL_DOCS); do \
 	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(DOCDIR)/$${f#units/} || exit 1; done
-	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(UNITDIR)/smtpd.socket \
-	    $(DESTDIR)$(UNITDIR)/smtpd@.service $(DESTDIR)$(DOCDIR)/*
+	$(INSTALL_PATHS) units/smtpd@.service.d/tls.conf > $(DESTDIR)$(DOCDIR)/tls.conf
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(DOCDIR)/*
 	chmod 0755 $(DESTDIR)$(DOCDIR)/tcpserver.run
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8 \
-	    $(DESTDIR)$(UNITDIR)/smtpd.socket $(DESTDIR)$(UNITDIR)/smtpd@.service
+	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8
+	for f in $(INSTALL_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$${f#units/}; done
 	for f in $(INSTALL_DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$${f#units/}; done
+	rm -f $(DESTDIR)$(DOCDIR)/tls.conf
 	-rmdir $(DESTDIR)$(DOCDIR)
 
 # libFuzzer over the real session code: clang, ASan and UBSan (fuzz/).
