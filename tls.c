@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -390,6 +393,8 @@ configure(struct tls *t, bool tickets)
 	libssl.SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
 	if (tickets) {
 		libssl.SSL_CTX_set_tlsext_ticket_key_evp_cb(t->ctx, ticket_key);
+		/* OpenSSL sends two for browsers' parallel connections; an MTA keeps one. */
+		libssl.SSL_CTX_set_num_tickets(t->ctx, 1);
 	} else {
 		libssl.SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
 		libssl.SSL_CTX_set_num_tickets(t->ctx, 0);
@@ -410,6 +415,21 @@ set_nonblocking(int fd)
 	int flags = fcntl(fd, F_GETFL);
 
 	return flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1 ? -1 : 0;
+}
+
+/*
+ * TLS 1.3 sends the session ticket after the handshake, unasked; the reply
+ * to the client's next EHLO then waits behind it for the client's delayed
+ * ACK (Nagle, RFC 896): 40 ms per connection on Linux. Replies are already
+ * coalesced into one write per flush, so Nagle saves nothing. Not a TCP
+ * socket (a pipe, AF_UNIX): nothing to do.
+ */
+static void
+set_nodelay(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 static int
@@ -455,6 +475,7 @@ tls_accept(const struct tls_config *cfg, int in_fd, int out_fd, char *err, size_
 		tls_close(t);
 		return NULL;
 	}
+	set_nodelay(out_fd);
 	if (warning[0] != '\0')
 		say(err, errlen, "session tickets off: %s", warning);
 	return t;

@@ -10,6 +10,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -602,6 +604,16 @@ connect_once(const struct tls_config *cfg, SSL_CTX *ctx, SSL_SESSION *sess, stru
 	return got;
 }
 
+static int tickets_received;
+
+static int
+count_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+	(void)ssl, (void)sess;
+	tickets_received++;
+	return 0;	/* not kept: SSL_get1_session gives the one we use */
+}
+
 START_TEST(ticket_resumes_in_another_process_until_three_rotations)
 {
 	char err[256];
@@ -626,6 +638,24 @@ START_TEST(ticket_resumes_in_another_process_until_three_rotations)
 	ck_assert_msg(rep.resumed == 0, "resumed after three rotations");
 	SSL_SESSION_free(later);
 	SSL_SESSION_free(first);
+	SSL_CTX_free(ctx);
+}
+END_TEST
+
+/* TLS 1.3: one ticket per handshake, not OpenSSL's two: one is all an MTA keeps. */
+START_TEST(one_ticket_per_handshake)
+{
+	char err[256];
+	const char *keys = in(work, "ticket-keys");
+	struct tls_config cfg = config("ecdsa", keys);
+	SSL_CTX *ctx = client_context(0);
+	struct report rep;
+
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_new_cb(ctx, count_ticket);
+	ck_assert_int_eq(tls_rotate_ticket_keys(keys, err, sizeof(err)), 0);
+	SSL_SESSION_free(connect_once(&cfg, ctx, NULL, &rep, NULL));
+	ck_assert_int_eq(tickets_received, 1);
 	SSL_CTX_free(ctx);
 }
 END_TEST
@@ -700,6 +730,35 @@ START_TEST(file_names_absolute_or_credentials)
 	ck_assert_int_eq(tls_resolve_file("", path, sizeof(path), err, sizeof(err)), -1);
 	ck_assert_int_eq(tls_resolve_file("a-rather-long-credential-name-that-does-not-fit",
 	    path, sizeof(path), err, sizeof(err)), -1);
+}
+END_TEST
+
+/* On TCP: non-blocking, and Nagle off (the ticket would hold up the next reply). */
+START_TEST(tcp_connection_becomes_nonblocking_without_nagle)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sin);
+	struct tls_config cfg = config("ecdsa", NULL);
+	int lfd, cfd, afd, nodelay = 0;
+	char err[256];
+	struct tls *t;
+
+	ck_assert_int_ne(lfd = socket(AF_INET, SOCK_STREAM, 0), -1);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(lfd, 1), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+	ck_assert_int_ne(cfd = socket(AF_INET, SOCK_STREAM, 0), -1);
+	ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_ne(afd = accept(lfd, NULL, NULL), -1);
+	ck_assert_ptr_nonnull(t = tls_accept(&cfg, afd, afd, err, sizeof(err)));
+	len = sizeof(nodelay);
+	ck_assert_int_eq(getsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+	ck_assert_int_eq(nodelay, 1);
+	ck_assert_int_ne(fcntl(afd, F_GETFL) & O_NONBLOCK, 0);
+	tls_close(t);
+	close(afd);
+	close(cfd);
+	close(lfd);
 }
 END_TEST
 
@@ -804,9 +863,11 @@ tls_suite(void)
 	tcase_add_test(tc, plain_text_instead_of_a_hello_fails_it);
 	tcase_add_loop_test(tc, ends_eof_bad_record_truncated_record, 0, 3);
 	tcase_add_loop_test(tc, ticket_resumes_in_another_process_until_three_rotations, 0, 2);
+	tcase_add_test(tc, one_ticket_per_handshake);
 	tcase_add_loop_test(tc, no_ticket_without_a_key_file, 0, 4);
 	tcase_add_test(tc, renewed_certificate_serves_from_the_next_connection);
 	tcase_add_test(tc, file_names_absolute_or_credentials);
+	tcase_add_test(tc, tcp_connection_becomes_nonblocking_without_nagle);
 	tcase_add_test(tc, rotation_creates_shifts_and_keeps_owner);
 	tcase_add_test(tc, rotation_fills_an_empty_file_and_leaves_a_foreign_one);
 	suite_add_tcase(s, tc);
