@@ -205,13 +205,15 @@ worker(const struct options *o, long n, int fd)
 	for (long i = 0; i < n; i++) {
 		int resumed = 0;
 
+		errno = 0;
 		if (one_connection(o, ctx, &sess, &resumed) == 0) {
 			t.ok++;
 			t.resumed += resumed;
 		} else {
-			if (t.failed++ == 0)
+			if (t.failed++ == 0)	/* the first reason only: a broken server repeats it */
 				fprintf(stderr, "tlsload: a connection failed: %s\n",
-				    ERR_error_string(ERR_get_error(), NULL));
+				    ERR_peek_error() != 0 ? ERR_error_string(ERR_get_error(), NULL) :
+				    errno != 0 ? strerror(errno) : "unexpected reply");
 			ERR_clear_error();
 		}
 	}
