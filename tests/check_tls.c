@@ -117,17 +117,15 @@ teardown(void)
 	remove_dir(work);
 }
 
+/* The CA's files of one kind; one configuration at a time. */
 static struct tls_config
 config(const char *kind, const char *ticket_keys)
 {
-	char cert[32], key[32];
-	struct tls_config cfg;
+	static char cert[128], key[128];
+	struct tls_config cfg = { cert, key, ticket_keys };
 
-	snprintf(cert, sizeof(cert), "%s.pem", kind);
-	snprintf(key, sizeof(key), "%s.key", kind);
-	cfg.cert_file = strdup(in(ca_dir, cert));
-	cfg.key_file = strdup(in(ca_dir, key));
-	cfg.ticket_keys_file = ticket_keys;
+	snprintf(cert, sizeof(cert), "%s/%s.pem", ca_dir, kind);
+	snprintf(key, sizeof(key), "%s/%s.key", ca_dir, kind);
 	return cfg;
 }
 
