@@ -470,12 +470,6 @@ tls_accept(const struct tls_config *cfg, int in_fd, int out_fd, char *err, size_
 		tls_close(t);
 		return NULL;
 	}
-	if (set_nonblocking(in_fd) == -1 || set_nonblocking(out_fd) == -1) {
-		say(err, errlen, "fcntl O_NONBLOCK: %s", strerror(errno));
-		tls_close(t);
-		return NULL;
-	}
-	set_nodelay(out_fd);
 	if (warning[0] != '\0')
 		say(err, errlen, "session tickets off: %s", warning);
 	return t;
@@ -548,6 +542,11 @@ tls_handshake(struct tls *t, long long deadline_ms, const volatile sig_atomic_t 
 	enum tls_result res;
 	int r, e, saved;
 
+	if (set_nonblocking(t->in_fd) == -1 || set_nonblocking(t->out_fd) == -1) {
+		say(t->error, sizeof(t->error), "fcntl O_NONBLOCK: %s", strerror(errno));
+		return TLS_FAILED;
+	}
+	set_nodelay(t->out_fd);
 	for (;;) {
 		libcrypto.ERR_clear_error();
 		errno = 0;

@@ -41,13 +41,13 @@ struct tls;
 int tls_resolve_file(const char *name, char *path, size_t size, char *err, size_t errlen);
 
 /*
- * Start TLS as the server on the connection (in_fd and out_fd may be the
- * same socket): loads the libraries, reads the certificate chain and key
- * now, so a renewed certificate serves from the next connection on, and
- * makes both descriptors non-blocking. NULL with the reason in err when
- * TLS cannot start (the session answers 454 4.7.0 and stays in plain
- * text: nothing was read or written). On success err is empty, or says why
- * session tickets are off for this connection (a warning to log).
+ * Get ready to be the TLS server on the connection (in_fd and out_fd may
+ * be the same socket): loads the libraries and reads the certificate chain
+ * and key now, so a renewed certificate serves from the next connection
+ * on. Neither descriptor is touched, so this comes before "220 Ready to
+ * start TLS": NULL with the reason in err means the session answers
+ * 454 4.7.0 and goes on in plain text. On success err is empty, or says
+ * why session tickets are off for this connection (a warning to log).
  */
 struct tls *tls_accept(const struct tls_config *cfg, int in_fd, int out_fd,
     char *err, size_t errlen);
@@ -55,7 +55,8 @@ struct tls *tls_accept(const struct tls_config *cfg, int in_fd, int out_fd,
 /*
  * The handshake, waiting in ppoll with wait_mask (the signals that may end
  * a wait) until deadline_ms (CLOCK_MONOTONIC, milliseconds), or until *stop
- * is set. TLS_FAILED leaves OpenSSL's reason in tls_error(): the session
+ * is set. It makes both descriptors non-blocking (and turns Nagle off) for
+ * good. TLS_FAILED leaves OpenSSL's reason in tls_error(): the session
  * then closes without a plain-text word (RFC 3207 has no fallback).
  */
 enum tls_result tls_handshake(struct tls *t, long long deadline_ms,

@@ -731,7 +731,10 @@ START_TEST(file_names_absolute_or_credentials)
 }
 END_TEST
 
-/* On TCP: non-blocking, and Nagle off (the ticket would hold up the next reply). */
+/*
+ * On TCP, once the handshake starts: non-blocking, and Nagle off (the
+ * ticket would hold up the next reply). A deadline already past: TIMEOUT.
+ */
 START_TEST(tcp_connection_becomes_nonblocking_without_nagle)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -749,6 +752,8 @@ START_TEST(tcp_connection_becomes_nonblocking_without_nagle)
 	ck_assert_int_eq(connect(cfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	ck_assert_int_ne(afd = accept(lfd, NULL, NULL), -1);
 	ck_assert_ptr_nonnull(t = tls_accept(&cfg, afd, afd, err, sizeof(err)));
+	ck_assert_int_eq(fcntl(afd, F_GETFL) & O_NONBLOCK, 0);	/* 220 still to be sent */
+	ck_assert_int_eq(tls_handshake(t, now_ms(), NULL, NULL), TLS_TIMEOUT);
 	len = sizeof(nodelay);
 	ck_assert_int_eq(getsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
 	ck_assert_int_eq(nodelay, 1);
