@@ -4,11 +4,11 @@ CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 OBJS    = config.o session.o reader.o reply.o stop.o maildir.o address.o route.o log.o \
-          libsystemd.o dynlib.o proxy.o filter.o
+          libsystemd.o dynlib.o proxy.o filter.o tls.o
 TESTS   = tests/check_reply tests/check_reader tests/check_config \
           tests/check_maildir tests/check_session \
           tests/check_address tests/check_log tests/check_route tests/check_proxy \
-          tests/check_filter
+          tests/check_filter tests/check_tls
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
@@ -18,7 +18,8 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 SHAREDIR ?= $(PREFIX)/share/smtpd
 FILTERS = filters/spamassassin filters/rspamd
 # route.o needs libcdb (the compiled map); address.o opens libidn2 with
-# dlopen when a non-ASCII domain first needs it (idn2.h for the types only).
+# dlopen when a non-ASCII domain first needs it (idn2.h for the types only),
+# tls.o opens libssl and libcrypto the same way when a client says STARTTLS.
 MAPLIBS = $$(pkg-config --libs libcdb)
 
 all: smtpd
@@ -45,6 +46,12 @@ tests/check_%: tests/check_%.c tests/harness.c $(OBJS) .flags
 	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $(MAPLIBS) \
 	    $$(pkg-config --libs check) -ldl
 
+# The TLS test's client is OpenSSL itself, linked; tls.o still opens it by dlopen.
+tests/check_tls: tests/check_tls.c tests/harness.c $(OBJS) .flags
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
+	    -o $@ tests/check_tls.c tests/harness.c $(OBJS) $(MAPLIBS) \
+	    $$(pkg-config --libs check) $$(pkg-config --libs openssl) -ldl
+
 check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-units $(TESTS)
 	tests/run-transcripts ./smtpd tests/transcripts/*.txt
@@ -69,18 +76,23 @@ INSTALL_PATHS = sed -e 's|/usr/local/sbin|$(SBINDIR)|g' \
     -e 's|/usr/local/share/doc/smtpd|$(DOCDIR)|g' -e 's|/usr/local/share/man|$(MANDIR)|g' \
     -e 's|/usr/local/share/smtpd|$(SHAREDIR)|g'
 INSTALL_DOCS  = units/inetd.conf units/xinetd.conf units/tcpserver.run
+# The TLS drop-in is an example: installed as a unit, it would stop a host
+# without a certificate from starting sessions.
+INSTALL_UNITS = units/smtpd.socket units/smtpd@.service \
+    units/smtpd-ticket-keys.service units/smtpd-ticket-keys.timer
 
 install: smtpd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(DOCDIR)
 	install -m 0755 smtpd $(DESTDIR)$(SBINDIR)/smtpd
 	$(INSTALL_PATHS) smtpd.8 > $(DESTDIR)$(MANDIR)/man8/smtpd.8
-	$(INSTALL_PATHS) units/smtpd.socket > $(DESTDIR)$(UNITDIR)/smtpd.socket
-	$(INSTALL_PATHS) units/smtpd@.service > $(DESTDIR)$(UNITDIR)/smtpd@.service
+	for f in $(INSTALL_UNITS); do \
+	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(UNITDIR)/$${f#units/} || exit 1; \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${f#units/}; done
 	for f in $(INSTALL_DOCS); do \
 	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(DOCDIR)/$${f#units/} || exit 1; done
-	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(UNITDIR)/smtpd.socket \
-	    $(DESTDIR)$(UNITDIR)/smtpd@.service $(DESTDIR)$(DOCDIR)/*
+	$(INSTALL_PATHS) units/smtpd@.service.d/tls.conf > $(DESTDIR)$(DOCDIR)/tls.conf
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(DOCDIR)/*
 	chmod 0755 $(DESTDIR)$(DOCDIR)/tcpserver.run
 	install -d $(DESTDIR)$(SHAREDIR)/filters
 	for f in $(FILTERS); do \
@@ -88,9 +100,10 @@ install: smtpd
 	chmod 0755 $(DESTDIR)$(SHAREDIR)/filters/*
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8 \
-	    $(DESTDIR)$(UNITDIR)/smtpd.socket $(DESTDIR)$(UNITDIR)/smtpd@.service
+	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8
+	for f in $(INSTALL_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$${f#units/}; done
 	for f in $(INSTALL_DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$${f#units/}; done
+	rm -f $(DESTDIR)$(DOCDIR)/tls.conf
 	-rmdir $(DESTDIR)$(DOCDIR)
 	for f in $(FILTERS); do rm -f $(DESTDIR)$(SHAREDIR)/$$f; done
 	-rmdir $(DESTDIR)$(SHAREDIR)/filters $(DESTDIR)$(SHAREDIR)
