@@ -27,10 +27,11 @@
 
 #include "address.h"
 #include "log.h"
+#include "tls.h"
 
 #define CONFIG_LINE_MAX		4096	/* one line, its LF and a NUL included */
 #define CONFIG_WORDS_MAX	64	/* a key and its values */
-#define USAGE "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME] | smtpd -C FILE"
+#define USAGE "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME] | smtpd -C FILE | smtpd -T FILE"
 
 /*
  * The text a map keeps besides its cdb records: first "MAP_FROM" and the
@@ -100,6 +101,15 @@ static const struct key keys[] = {
 	  .min_words = 1, .max_words = 1, .min = 1, .max = 86400 },
 	{ .name = "session-timeout", .parse = parse_count, .field = FIELD(session.session_timeout),
 	  .min_words = 1, .max_words = 1, .min = 1, .max = 7 * 86400 },
+	/* STARTTLS (RFC 3207): a path, or a systemd credential's name (tls.h). */
+	{ .name = "tls-cert", .parse = parse_string, .field = FIELD(tls_cert),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "tls-key", .parse = parse_string, .field = FIELD(tls_key),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "tls-ticket-keys", .parse = parse_string, .field = FIELD(tls_ticket_keys),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "require-tls", .parse = parse_bool, .field = FIELD(session.require_tls),
+	  .min_words = 1, .max_words = 1 },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
@@ -518,6 +528,41 @@ set_route_strings(struct config *c)
 	return 0;
 }
 
+/* The TLS files, borrowed by the session; a certificate needs its key. */
+static int
+finish_tls(struct config *c)
+{
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		return config_error(c, "%s: tls-cert and tls-key go together",
+		    c->config_file != NULL ? c->config_file : "configuration");
+	c->session.tls.cert_file = c->tls_cert;
+	c->session.tls.key_file = c->tls_key;
+	c->session.tls.ticket_keys_file = c->tls_ticket_keys;
+	return 0;
+}
+
+/*
+ * -C: the certificate and key must load and match, so a bad renewal shows
+ * before mail does. A credential's name means nothing outside its unit, so
+ * it is checked only where $CREDENTIALS_DIRECTORY is set.
+ */
+static int
+check_tls_files(struct config *c)
+{
+	char why[256];
+
+	if (c->tls_cert == NULL)
+		return 0;
+	if ((strchr(c->tls_cert, '/') == NULL || strchr(c->tls_key, '/') == NULL) &&
+	    getenv("CREDENTIALS_DIRECTORY") == NULL) {
+		fprintf(stderr, "smtpd: tls-cert and tls-key name credentials: not checked here\n");
+		return 0;
+	}
+	if (tls_check_pair(c->tls_cert, c->tls_key, why, sizeof(why)) == -1)
+		return config_error(c, "%s: %s", c->config_file, why);
+	return 0;
+}
+
 /* After the file: command-line options win, then the checks of the whole. */
 static int
 finish_config(struct config *c)
@@ -543,7 +588,7 @@ finish_config(struct config *c)
 		return config_error(c, "%s line %u: duplicate mailbox address", c->config_file, dup);
 	c->session.hostname = c->hostname;
 	c->session.routes = &c->routes;
-	return 0;
+	return finish_tls(c);
 }
 
 int
@@ -625,7 +670,8 @@ config_compile(struct config *c)
 	if ((fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) == -1)
 		return config_error(c, "cannot create %s: %s", tmp, strerror(errno));
 	if (wait_past_change(c, fd, &before) == -1 || read_config(c, &file) == -1 ||
-	    finish_config(c) == -1 || write_map(c, fd, &file, tmp) == -1)
+	    finish_config(c) == -1 || check_tls_files(c) == -1 ||
+	    write_map(c, fd, &file, tmp) == -1)
 		goto failed;
 	if (close(fd) == -1) {
 		fd = -1;
@@ -657,8 +703,11 @@ config_parse_options(struct config *c, int argc, char **argv)
 	const char *compile_file = NULL;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:m:h:C:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:m:h:C:T:")) != -1) {
 		switch (ch) {
+		case 'T':
+			c->rotate_file = optarg;
+			break;
 		case 'C':
 			compile_file = optarg;
 			break;
@@ -723,6 +772,10 @@ config_free(struct config *c)
 	free(c->delimiters);
 	free(c->user);
 	free(c->settings);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_ticket_keys);
 	c->maildir = c->delimiters = c->user = c->settings = NULL;
+	c->tls_cert = c->tls_key = c->tls_ticket_keys = NULL;
 	c->settings_len = c->settings_size = 0;
 }

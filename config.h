@@ -21,6 +21,9 @@ struct config {
 	char	*maildir;		/* `maildir`, owned */
 	char	*delimiters;		/* `recipient-delimiter`, owned; NULL: "+" */
 	char	*user;			/* `user`, owned: who to become when started as root */
+	char	*tls_cert, *tls_key;	/* `tls-cert`, `tls-key`, owned: both or neither */
+	char	*tls_ticket_keys;	/* `tls-ticket-keys`, owned; NULL: no tickets */
+	const char *rotate_file;	/* -T FILE: rotate its ticket keys and exit */
 	char	hostname[256];		/* `hostname`, -h or gethostname() */
 	char	error[512];		/* why the configuration is refused */
 

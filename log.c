@@ -61,6 +61,29 @@ log_open(const char *ident)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+/*
+ * A key's journal field name: upper case, '-' as '_'; a few short log keys
+ * get the longer name their field has always had. out NULL: the length only.
+ */
+static size_t
+field_name(const char *key, size_t klen, char *out)
+{
+	static const struct { const char *key, *field; } renamed[] = {
+		{ "tls", "TLS_VERSION" }, { "cipher", "TLS_CIPHER" },
+	};
+
+	for (size_t i = 0; i < sizeof(renamed) / sizeof(renamed[0]); i++)
+		if (strlen(renamed[i].key) == klen && memcmp(renamed[i].key, key, klen) == 0) {
+			if (out != NULL)
+				memcpy(out, renamed[i].field, strlen(renamed[i].field));
+			return strlen(renamed[i].field);
+		}
+	for (size_t i = 0; i < klen && out != NULL; i++)
+		out[i] = key[i] == '-' ? '_' : (char)(key[i] >= 'a' && key[i] <= 'z' ?
+		    key[i] - 'a' + 'A' : key[i]);
+	return klen;
+}
+
 size_t
 log_fields(const char *line, struct iovec *iov, size_t max, char *buf, size_t size)
 {
@@ -97,14 +120,12 @@ log_fields(const char *line, struct iovec *iov, size_t max, char *buf, size_t si
 		}
 		if (*p != '\0' && *p != ' ')
 			break;
-		if (o + 6 + klen + 1 + (size_t)(vend - val) + 1 > size)
+		if (o + 6 + field_name(key, klen, NULL) + 1 + (size_t)(vend - val) + 1 > size)
 			break;
 		iov[n].iov_base = buf + o;
 		memcpy(buf + o, "SMTPD_", 6);
 		o += 6;
-		for (size_t i = 0; i < klen; i++)
-			buf[o++] = key[i] == '-' ? '_' : (char)(key[i] >= 'a' && key[i] <= 'z' ?
-			    key[i] - 'a' + 'A' : key[i]);
+		o += field_name(key, klen, buf + o);
 		buf[o++] = '=';
 		memcpy(buf + o, val, (size_t)(vend - val));
 		o += (size_t)(vend - val);

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "reply.h"
 #include "session.h"
+#include "tls.h"
 #include "stop.h"
 
 #define EXIT_CONFIG	78	/* sysexits.h EX_CONFIG */
@@ -114,6 +115,19 @@ refuse_setup(int out_fd, const char *reason)
 	return EXIT_CONFIG;
 }
 
+/* -T FILE: a new session ticket key first, the previous two kept (tls.h). */
+static int
+rotate_ticket_keys(const char *path)
+{
+	char why[256];
+
+	if (tls_rotate_ticket_keys(path, why, sizeof(why)) == 0)
+		return 0;
+	log_error("cannot rotate ticket keys in %s: %s", path, why);
+	fprintf(stderr, "smtpd: %s: %s\n", path, why);
+	return EXIT_CONFIG;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -145,6 +159,8 @@ main(int argc, char **argv)
 	config_init(&st);
 	if (config_parse_options(&st, argc, argv) == -1)
 		return refuse_setup(out_fd, st.error);
+	if (st.rotate_file != NULL)
+		return rotate_ticket_keys(st.rotate_file);
 	if (st.compile) {
 		if (config_compile(&st) == -1) {
 			log_error("configuration error: %s", st.error);
