@@ -379,15 +379,16 @@ def expect_tls_delivery(box, token, entries, what):
     comment in Received, and its log line carries the same tls= and cipher=."""
     msg = one_message(box, token)
     rec = received(msg)
-    m = re.search(r"with (ESMTPS|UTF8SMTPS) .*\((TLSv1\.[23]) ([A-Za-z0-9_.-]+)\)", rec)
-    check(m is not None, "%s: Received shows no TLS: %r" % (what, rec))
+    m = re.search(r"\((TLSv1\.[23]) ([A-Za-z0-9_.-]+)\)", rec)
+    check(m is not None and re.search(r"\bwith (ESMTPS|UTF8SMTPS)\b", rec),
+          "%s: Received shows no TLS: %r" % (what, rec))
     if entries is not None:
         mid = re.search(r" id (\S+)", rec).group(1).rstrip(";")
         line = [e for e in entries if e.get("SMTPD_ID") == mid and "SMTPD_NRCPT" in e]
         check(len(line) == 1, "%s: %d log lines for id %s" % (what, len(line), mid))
         text = line[0].get("MESSAGE", "")
-        check(" tls=%s " % m.group(2) in text + " " and " cipher=%s" % m.group(3) in text,
-              "%s: log line %r lacks tls=%s cipher=%s" % (what, text, m.group(2), m.group(3)))
+        check(" tls=%s " % m.group(1) in text + " " and " cipher=%s" % m.group(2) in text,
+              "%s: log line %r lacks tls=%s cipher=%s" % (what, text, m.group(1), m.group(2)))
     return msg
 
 
@@ -655,6 +656,9 @@ def starttls_twice_and_new_ehlo():
             check(line[0].get("SMTPD_TLS_VERSION") == got["v"] and
                   line[0].get("SMTPD_TLS_CIPHER") == got["c"],
                   "journal fields SMTPD_TLS_VERSION/SMTPD_TLS_CIPHER: %r" % line[0])
+            hs = [m for m in messages(entries) if re.match(r"tls |tls-failed ", m)]
+            check(hs == ["tls peer=127.0.0.1 tls=%s cipher=%s resumed=no" % (got["v"], got["c"])],
+                  "the handshake is logged once: %r" % hs)
     finally:
         box.close()
 
@@ -678,7 +682,7 @@ def injection_is_discarded():
             check(len(r) == 2 and r[0].startswith("250 ") and r[1] == "221 2.0.0 Bye",
                   "inside TLS: %r (RSET answered?)" % r)
         entries = session(box, fn)
-        log_has(entries, r"\b[a-z-]*(drop|discard)[a-z-]*=6\b", "dropped byte count")
+        log_has(entries, r"^starttls peer=127\.0\.0\.1 dropped=6$", "dropped byte count")
     finally:
         box.close()
 
@@ -703,7 +707,8 @@ def injection_with_a_transaction():
         entries = session(box, fn)
         msgs = box.messages()
         check(len(msgs) == 1 and b"smuggled" not in msgs[0], "stored %r" % msgs)
-        log_has(entries, r"=%d\b" % len(t.SMUGGLED), "dropped byte count")
+        log_has(entries, r"^starttls peer=127\.0\.0\.1 dropped=%d$" % len(t.SMUGGLED),
+                "dropped byte count")
     finally:
         box.close()
 
@@ -721,8 +726,7 @@ def handshake_never_starts():
             check(rest == b"", "after the handshake timeout the client got %r" % rest)
             t.wait(p, IO_LIMIT)
         entries = session(box, fn)
-        log_has(entries, r"(?i)(tls|handshake).*(time|timeout)|time.*(tls|handshake)",
-                "handshake timeout")
+        log_has(entries, r"^tls-failed peer=127\.0\.0\.1 reason=timeout$", "handshake timeout")
     finally:
         box.close()
 
@@ -755,7 +759,8 @@ def closes_mid_handshake():
             check(rest == b"" or rest[0] == 0x15, "after half a handshake: %r" % rest[:80])
             t.wait(p, IO_LIMIT)
         entries = session(box, fn)
-        log_has(entries, r"(?i)(tls|handshake)", "failed handshake")
+        log_has(entries, r"^tls-failed peer=127\.0\.0\.1 reason=(?!timeout)\S+",
+                "failed handshake, OpenSSL's reason")
     finally:
         box.close()
 
@@ -774,8 +779,10 @@ def not_tls_after_220():
             check(rest == b"" or rest[0] == 0x15, "plain text after a failed handshake: %r"
                   % rest[:80])
             t.wait(p, IO_LIMIT)
-        session(box, fn)
+        entries = session(box, fn)
         check(box.messages() == [], "stored a message sent in plain text after STARTTLS")
+        log_has(entries, r"^tls-failed peer=127\.0\.0\.1 reason=(?!timeout)\S+",
+                "failed handshake, OpenSSL's reason")
     finally:
         box.close()
 
@@ -805,8 +812,9 @@ def key_gone_at_starttls():
         rec = received(msgs[0])
         check(re.search(r"\bwith ESMTP\b", rec) and "TLS" not in rec, "Received %r" % rec)
         if entries is not None:
-            errs = [e for e in entries if e.get("PRIORITY") == "3"]
-            check(errs, "no error log line: %r" % messages(entries))
+            errs = [e["MESSAGE"] for e in entries if e.get("PRIORITY") == "3"]
+            check(len(errs) == 1 and errs[0].startswith("tls-unavailable peer=127.0.0.1 "),
+                  "error log lines %r" % errs)
             line = [e["MESSAGE"] for e in entries if "SMTPD_NRCPT" in e]
             check(len(line) == 1 and "tls=" not in line[0], "plain log line %r" % line)
     finally:
@@ -960,6 +968,7 @@ def tickets_across_processes():
             check(st.st_mode & 0o777 == 0o600 and st.st_size == 240,
                   "ticket key file mode %o size %d" % (st.st_mode & 0o777, st.st_size))
             box.write_config(tls_config(extra="tls-ticket-keys %s\n" % keys), timeout=10)
+            JOURNAL.take()
             srv = start(box).serve()
             sess = os.path.join(box.dir, "session.pem")
             try:
@@ -983,6 +992,13 @@ def tickets_across_processes():
                         version, rotation, "resumed" if got else "not resumed"))
             finally:
                 srv.stop()
+            entries = JOURNAL.take()
+            if entries is not None:
+                hs = [re.sub(r" cipher=\S+", "", m) for m in messages(entries)
+                      if m.startswith("tls ")]
+                want = "tls peer=127.0.0.1 tls=TLSv%s resumed=" % version
+                check(hs == [want + r for r in ("no", "yes", "yes", "yes", "no")],
+                      "TLS %s: handshake log lines %r" % (version, hs))
         finally:
             box.close()
 
@@ -1018,15 +1034,22 @@ def trace_and_logs_tls12_and_smtputf8():
         box.close()
     box = Box(extra=tls_config())
     try:
-        out, status, _ = t.run_pipe(box, t.HELLO + b"DATA\r\nSubject: p\r\n\r\nx\r\n.\r\nQUIT\r\n")
-        entries = JOURNAL.take()
+        def plain(c, p):
+            c.expect("220 ")
+            c.send(t.HELLO + b"DATA\r\nSubject: p\r\n\r\nx\r\n.\r\nQUIT\r\n")
+            r = t.replies(c.rest())
+            check(r[-2].startswith("250 2.0.0 ") and r[-1] == "221 2.0.0 Bye", "plain %r" % r)
+        entries = session(box, plain)
         msgs = box.messages()
         check(len(msgs) == 1 and re.search(r"\bwith ESMTP\b", received(msgs[0])) and
               "TLS" not in received(msgs[0]), "plain Received %r" % msgs)
         if entries is not None:
-            line = [e["MESSAGE"] for e in entries if "SMTPD_NRCPT" in e]
-            check(line and all("tls=" not in x and "cipher=" not in x for x in line),
+            line = [e for e in entries if "SMTPD_NRCPT" in e]
+            check(len(line) == 1 and "tls=" not in line[0]["MESSAGE"] and
+                  "cipher=" not in line[0]["MESSAGE"] and "SMTPD_TLS_VERSION" not in line[0],
                   "plain log line %r" % line)
+            check(not [m for m in messages(entries) if re.match(r"(starttls|tls|tls-)", m)],
+                  "TLS log lines in a plain session: %r" % messages(entries))
     finally:
         box.close()
 
