@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #define DIR_FLAGS	(O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+#define PATH_FLAGS	(O_RDONLY | O_DIRECTORY | O_CLOEXEC)	/* above a Maildir: links followed */
 
 static const char *const subdirs[] = { "tmp", "new", "cur" };
 
@@ -63,19 +64,41 @@ close_quietly(int fd)
 	errno = err;
 }
 
+/*
+ * fsync(2), then close(2), which can report a late write error too: -1
+ * when either fails, errno from the first failure.
+ */
+static int
+sync_close(int fd)
+{
+	int rc = fsync(fd);
+	int err = errno;
+
+	if (close(fd) == -1 && rc == 0) {
+		rc = -1;
+		err = errno;
+	}
+	errno = err;
+	return rc;
+}
+
+/* name in the directory dirfd, never through a link; dirfd is closed, errno kept. */
+static int
+open_below(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, DIR_FLAGS);
+
+	close_quietly(dirfd);
+	return fd;
+}
+
 /* Make the file system remember a new entry in dir. */
 static int
 sync_dir(const char *dir)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc;
+	int fd = open(dir, PATH_FLAGS);
 
-	if (fd == -1)
-		return -1;
-	rc = fsync(fd);
-	if (close(fd) == -1)
-		rc = -1;
-	return rc;
+	return fd == -1 ? -1 : sync_close(fd);
 }
 
 /* Sync the directory that holds path (path itself is left as it was). */
@@ -144,7 +167,7 @@ open_maildir(const char *path)
 	size_t n = strlen(path);
 	const char *name = buf;
 	char *slash;
-	int parent, fd;
+	int parent;
 
 	while (n > 1 && path[n - 1] == '/')
 		n--;
@@ -155,21 +178,17 @@ open_maildir(const char *path)
 	memcpy(buf, path, n);
 	buf[n] = '\0';
 	if ((slash = strrchr(buf, '/')) == NULL) {
-		parent = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		parent = open(".", PATH_FLAGS);
 	} else if (slash[1] == '\0') {
-		return open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);	/* the Maildir is "/" */
+		return open("/", PATH_FLAGS);	/* the Maildir is "/" */
 	} else {
 		name = slash + 1;
 		if (slash == buf)
 			slash++;	/* "/M": the parent is "/" */
 		*slash = '\0';
-		parent = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		parent = open(buf, PATH_FLAGS);
 	}
-	if (parent == -1)
-		return -1;
-	fd = openat(parent, name, DIR_FLAGS);
-	close_quietly(parent);
-	return fd;
+	return parent == -1 ? -1 : open_below(parent, name);
 }
 
 /* The Maildir, made first (with its missing parents) when it is missing. */
@@ -195,7 +214,7 @@ folder_name_ok(const char *folder)
 static int
 open_dest(const char *maildir, const char *folder, bool make)
 {
-	int mfd, fd;
+	int mfd;
 
 	if (folder[0] != '\0' && !folder_name_ok(folder)) {
 		errno = EINVAL;
@@ -204,9 +223,7 @@ open_dest(const char *maildir, const char *folder, bool make)
 	if ((mfd = make ? open_or_make_maildir(maildir) : open_maildir(maildir)) == -1 ||
 	    folder[0] == '\0')
 		return mfd;
-	fd = openat(mfd, folder, DIR_FLAGS);
-	close_quietly(mfd);
-	return fd;
+	return open_below(mfd, folder);
 }
 
 /*
@@ -325,10 +342,10 @@ maildir_make_folder(const char *maildir, const char *folder)
 	rc = fd != -1 && fill_folder(fd) == 0 ? 0 : -1;
 	if (fd != -1 && close(fd) == -1)
 		rc = -1;
-	if (rc == 0 && fsync(mfd) == -1)
-		rc = -1;
-	if (close(mfd) == -1)
-		rc = -1;
+	if (rc == 0)
+		rc = sync_close(mfd);
+	else
+		close_quietly(mfd);
 	if (rc == 0)
 		return 1;
 	/* Not durable: take it back out, so no later delivery trusts it. */
@@ -540,19 +557,13 @@ maildir_write(struct delivery *d, const char *p, size_t n)
 	}
 }
 
-/* fsync and close one staged copy; close() can report a late error too. */
+/* fsync and close one staged copy. */
 static int
 seal_copy(struct maildir_copy *c)
 {
-	int rc = fsync(c->fd);
-	int err = errno;
+	int rc = sync_close(c->fd);
 
-	if (close(c->fd) == -1 && rc == 0) {
-		rc = -1;
-		err = errno;
-	}
 	c->fd = -1;
-	errno = err;
 	return rc;
 }
 
@@ -573,15 +584,14 @@ publish_copy(const struct delivery *d, struct maildir_copy *c)
 	} else if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
 		rc = renameat(tmpfd, d->name, newfd, d->name);
 	}
-	if (rc == 0) {
-		c->staged = false;
-		c->published = true;
-		rc = fsync(newfd);
-	}
 	close_quietly(tmpfd);
-	if (close(newfd) == -1)
-		rc = -1;
-	return rc;
+	if (rc == -1) {
+		close_quietly(newfd);
+		return -1;
+	}
+	c->staged = false;
+	c->published = true;
+	return sync_close(newfd);
 }
 
 enum deliver_result
