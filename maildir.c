@@ -21,6 +21,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "durable.h"
+
 #define DIR_FLAGS	(O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define PATH_FLAGS	(O_RDONLY | O_DIRECTORY | O_CLOEXEC)	/* above a Maildir: links followed */
 
@@ -64,24 +66,6 @@ close_quietly(int fd)
 	errno = err;
 }
 
-/*
- * fsync(2), then close(2), which can report a late write error too: -1
- * when either fails, errno from the first failure.
- */
-static int
-sync_close(int fd)
-{
-	int rc = fsync(fd);
-	int err = errno;
-
-	if (close(fd) == -1 && rc == 0) {
-		rc = -1;
-		err = errno;
-	}
-	errno = err;
-	return rc;
-}
-
 /* name in the directory dirfd, never through a link; dirfd is closed, errno kept. */
 static int
 open_below(int dirfd, const char *name)
@@ -90,32 +74,6 @@ open_below(int dirfd, const char *name)
 
 	close_quietly(dirfd);
 	return fd;
-}
-
-/* Make the file system remember a new entry in dir. */
-static int
-sync_dir(const char *dir)
-{
-	int fd = open(dir, PATH_FLAGS);
-
-	return fd == -1 ? -1 : sync_close(fd);
-}
-
-/* Sync the directory that holds path (path itself is left as it was). */
-static int
-sync_parent(char *path)
-{
-	char *slash = strrchr(path, '/');
-	int rc;
-
-	if (slash == NULL)
-		return sync_dir(".");
-	if (slash == path)
-		return sync_dir("/");
-	*slash = '\0';
-	rc = sync_dir(path);
-	*slash = '/';
-	return rc;
 }
 
 /*
@@ -140,7 +98,7 @@ make_dirs(const char *path)
 			continue;
 		buf[i] = '\0';
 		if (mkdir(buf, 0700) == 0) {
-			if (sync_parent(buf) == -1) {
+			if (durable_sync_parent(buf) == -1) {
 				int err = errno;
 
 				rmdir(buf);
@@ -343,7 +301,7 @@ maildir_make_folder(const char *maildir, const char *folder)
 	if (fd != -1 && close(fd) == -1)
 		rc = -1;
 	if (rc == 0)
-		rc = sync_close(mfd);
+		rc = durable_sync_close(mfd);
 	else
 		close_quietly(mfd);
 	if (rc == 0)
@@ -512,31 +470,11 @@ maildir_stage(struct delivery *d, const char *maildir, const char *folder)
 	return result_of(err);
 }
 
-/* write(2) until done: short writes and EINTR are normal, not errors. */
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void
 flush_buffer(struct delivery *d)
 {
 	for (size_t i = 0; i < d->ncopies && d->error == 0; i++)
-		if (write_all(d->copies[i].fd, d->buf, d->len) == -1)
+		if (durable_write_all(d->copies[i].fd, d->buf, d->len) == -1)
 			d->error = errno;
 	d->len = 0;
 }
@@ -561,7 +499,7 @@ maildir_write(struct delivery *d, const char *p, size_t n)
 static int
 seal_copy(struct maildir_copy *c)
 {
-	int rc = sync_close(c->fd);
+	int rc = durable_sync_close(c->fd);
 
 	c->fd = -1;
 	return rc;
@@ -591,7 +529,7 @@ publish_copy(const struct delivery *d, struct maildir_copy *c)
 	}
 	c->staged = false;
 	c->published = true;
-	return sync_close(newfd);
+	return durable_sync_close(newfd);
 }
 
 enum deliver_result
@@ -698,7 +636,7 @@ copy_range(struct delivery *d, int src, long long off, int dst, long long n)
 				continue;
 			}
 		} else if ((k = pread(src, d->buf, want, off)) > 0) {
-			if (write_all(dst, d->buf, (size_t)k) == -1)
+			if (durable_write_all(dst, d->buf, (size_t)k) == -1)
 				return -1;
 			off += k;
 		}
@@ -726,7 +664,7 @@ copy_with_insert(struct delivery *d, int src, int dst, off_t at, const char *p, 
 		errno = EINVAL;
 		return -1;
 	}
-	if (copy_range(d, src, 0, dst, at) == -1 || write_all(dst, p, n) == -1)
+	if (copy_range(d, src, 0, dst, at) == -1 || durable_write_all(dst, p, n) == -1)
 		return -1;
 	return copy_range(d, src, at, dst, st.st_size - at);
 }
