@@ -206,19 +206,35 @@ parse_bool(struct config *c, const struct key *k, void *field, char **words)
 	return 0;
 }
 
+/*
+ * The decimal digits that lead p[0..n), up to the one that would take the
+ * value past max: how many were taken, their value in *out.
+ */
+static size_t
+take_number(const char *p, size_t n, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v = 0;
+	size_t i = 0;
+
+	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+		unsigned d = (unsigned)(p[i] - '0');
+
+		if (d > max || v > (max - d) / 10)
+			break;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return i;
+}
+
 /* A decimal number in [k->min, k->max], and nothing else. */
 static int
 parse_number(struct config *c, const struct key *k, const char *s, unsigned long long *out)
 {
-	unsigned long long v = 0;
-	const char *p = s;
+	size_t n = strlen(s);
+	unsigned long long v;
 
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (k->max - (unsigned)(*p - '0')) / 10)
-			break;
-		v = v * 10 + (unsigned)(*p - '0');
-	}
-	if (p == s || *p != '\0' || v < k->min)
+	if (take_number(s, n, k->max, &v) != n || n == 0 || v < k->min)
 		return line_error(c, "%s needs a number from %llu to %llu", k->name, k->min, k->max);
 	*out = v;
 	return 0;
@@ -442,11 +458,10 @@ apply_map_settings(struct config *c, const char *p, size_t n)
 
 	while (n > 0) {
 		const char *nl = memchr(p, '\n', n);
-		size_t len = nl != NULL ? (size_t)(nl - p) : n, i = 0;
-		unsigned long lineno = 0;
+		size_t len = nl != NULL ? (size_t)(nl - p) : n;
+		unsigned long long lineno;
+		size_t i = take_number(p, len, UINT_MAX, &lineno);
 
-		while (i < len && p[i] >= '0' && p[i] <= '9' && lineno < UINT_MAX / 10)
-			lineno = lineno * 10 + (unsigned long)(p[i++] - '0');
 		if (i == 0 || i >= len || p[i] != ' ' || len - i > sizeof(line))
 			return config_error(c, "%s.cdb: damaged settings; run smtpd -C %s again",
 			    c->config_file, c->config_file);

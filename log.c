@@ -3,9 +3,10 @@
  *
  * Promises: nothing is ever written to stderr, which under inetd, xinetd
  * and systemd's StandardInput=socket is the client connection itself
- * (protocol.md 8). Under systemd with the journal attached each line is a
- * structured entry, sent in the journal's native protocol; everywhere else
- * syslog(3), facility mail. Client text reaches a line only through
+ * (systemd.exec(5): StandardError= inherits standard output by default).
+ * Under systemd with the journal attached each line is a structured entry,
+ * sent in the journal's native protocol; everywhere else syslog(3),
+ * facility mail. Client text reaches a line only through
  * log_quote().
  */
 #include "log.h"
@@ -222,22 +223,12 @@ log_line(int priority, const char *fmt, va_list ap)
 }
 
 void
-log_info(const char *fmt, ...)
+log_at(int priority, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_line(LOG_INFO, fmt, ap);
-	va_end(ap);
-}
-
-void
-log_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_line(LOG_ERR, fmt, ap);
+	log_line(priority, fmt, ap);
 	va_end(ap);
 }
 

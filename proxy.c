@@ -127,20 +127,34 @@ v1_address(struct field f, int family, void *addr)
 	return inet_pton(family, text, addr) == 1;
 }
 
+/*
+ * n bytes of decimal, no sign, no leading zero, at most max (a port, a
+ * prefix length: far below UINT_MAX / 10, so v * 10 + 9 cannot wrap).
+ */
+static bool
+plain_number(const unsigned char *p, size_t n, unsigned max, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (n == 0 || (n > 1 && p[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		if ((v = v * 10 + (unsigned)(p[i] - '0')) > max)
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
 /* Section 2.1: a port is 0 to 65535 in decimal, no sign, no leading zero. */
 static bool
 v1_port(struct field f, in_port_t *port)
 {
-	unsigned long v = 0;
+	unsigned v;
 
-	if (f.n == 0 || f.n > 5 || (f.n > 1 && f.p[0] == '0'))
-		return false;
-	for (size_t i = 0; i < f.n; i++) {
-		if (f.p[i] < '0' || f.p[i] > '9')
-			return false;
-		v = v * 10 + (unsigned long)(f.p[i] - '0');
-	}
-	if (v > 65535)
+	if (!plain_number(f.p, f.n, 65535, &v))
 		return false;
 	*port = htons((in_port_t)v);
 	return true;
@@ -486,26 +500,6 @@ prefix_equal(const unsigned char *a, const unsigned char *b, unsigned bits)
 	return bits % 8 == 0 || (a[whole] & mask) == (b[whole] & mask);
 }
 
-/* A prefix length: decimal, no sign, no leading zero, at most max. */
-static int
-parse_prefix(const char *s, unsigned max, unsigned *prefix)
-{
-	unsigned v = 0;
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (v > max)
-		return -1;
-	*prefix = v;
-	return 0;
-}
-
 /*
  * Postfix refuses "192.0.2.1/24" in its CIDR tables ("non-null host
  * address bits"): the writer meant a network or a host, and we cannot
@@ -553,7 +547,8 @@ proxy_parse_net(const char *text, struct proxy_net *net, char *error, size_t siz
 		return -1;
 	}
 	max = net->prefix = net->family == AF_INET ? 32 : 128;
-	if (slash != NULL && parse_prefix(slash + 1, max, &net->prefix) == -1) {
+	if (slash != NULL && !plain_number((const unsigned char *)slash + 1, strlen(slash + 1), max,
+	    &net->prefix)) {
 		snprintf(error, size, "proxy-from %.60s: the prefix is a number from 0 to %u",
 		    text, max);
 		return -1;

@@ -5,9 +5,11 @@
  * connection ends only after 221, after 421 (timeout, too many errors,
  * stop) or at client EOF; a message is acknowledged with 250 only after
  * maildir_commit() says it is on disk. Only <CRLF>.<CRLF> ends message data
- * (RFC 5321 4.1.1.4, protocol.md 3), so no second transaction can be
- * smuggled inside one. Leaves reading to reader.c, reply formatting and
- * flushing to reply.c, file handling to maildir.c, routing to route.c.
+ * (RFC 5321 4.1.1.4; doc/smuggling.md) and a BDAT chunk is read by its
+ * count (RFC 3030), so no second transaction can be smuggled inside one;
+ * after STARTTLS nothing sent in plain text is answered (RFC 3207 4.2).
+ * Leaves reading to reader.c, reply formatting and flushing to reply.c,
+ * TLS to tls.c, file handling to maildir.c, routing to route.c.
  */
 #include "session.h"
 

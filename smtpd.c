@@ -21,6 +21,7 @@
 #include "config.h"
 #include "libsystemd.h"
 #include "log.h"
+#include "proxy.h"
 #include "reply.h"
 #include "session.h"
 #include "tls.h"
@@ -28,20 +29,9 @@
 
 #define EXIT_CONFIG	78	/* sysexits.h EX_CONFIG */
 
-/* An address as text, an IPv4-mapped IPv6 one as the IPv4 it carries. */
-static bool
-address_text(int family, const void *addr, char *ip, size_t size)
-{
-	if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
-		family = AF_INET;
-		addr = (const unsigned char *)addr + 12;
-	}
-	return inet_ntop(family, addr, ip, (socklen_t)size) != NULL;
-}
-
 /* The connection's own peer, when it is a TCP socket. */
 static bool
-peer_from_socket(int fd, char *ip, size_t size)
+peer_from_socket(int fd, char *peer, size_t size, char *literal, size_t lsize)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -49,20 +39,17 @@ peer_from_socket(int fd, char *ip, size_t size)
 	memset(&ss, 0, sizeof(ss));
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) == -1)
 		return false;
-	if (ss.ss_family == AF_INET)
-		return address_text(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, size);
-	if (ss.ss_family == AF_INET6)
-		return address_text(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, size);
-	return false;
+	return proxy_format_peer((struct sockaddr *)&ss, peer, size, literal, lsize);
 }
 
 /*
  * What the launcher says when the connection is not a socket we can ask
  * (a pipe from a TLS wrapper, a peer already gone): REMOTE_ADDR from
- * systemd, TCPREMOTEIP from tcpserver (protocol.md 5.3, 5.4).
+ * systemd (systemd.socket(5), Accept=yes), TCPREMOTEIP from ucspi-tcp's
+ * tcpserver and s6-tcpserver.
  */
 static bool
-peer_from_environment(char *ip, size_t size)
+peer_from_environment(char *peer, size_t size, char *literal, size_t lsize)
 {
 	static const char *const names[] = { "REMOTE_ADDR", "TCPREMOTEIP" };
 	unsigned char addr[sizeof(struct in6_addr)];
@@ -72,9 +59,9 @@ peer_from_environment(char *ip, size_t size)
 		if ((env = getenv(names[i])) == NULL)
 			continue;
 		if (inet_pton(AF_INET, env, addr) == 1)
-			return address_text(AF_INET, addr, ip, size);
+			return proxy_format_address(AF_INET, addr, peer, size, literal, lsize);
 		if (inet_pton(AF_INET6, env, addr) == 1)
-			return address_text(AF_INET6, addr, ip, size);
+			return proxy_format_address(AF_INET6, addr, peer, size, literal, lsize);
 	}
 	return false;
 }
@@ -82,24 +69,16 @@ peer_from_environment(char *ip, size_t size)
 /*
  * The client's address for logs ("192.0.2.1", "IPv6:2001:db8::1", or
  * "local" on a pipe) and for Received (RFC 5321 4.1.3 address literal,
- * empty on a pipe). Never from DNS.
+ * empty on a pipe), named as proxy_format_peer names it. Never from DNS.
  */
 static void
 find_peer(int fd, char *peer, size_t size, char *literal, size_t lsize)
 {
-	char ip[INET6_ADDRSTRLEN];
-
+	if (peer_from_socket(fd, peer, size, literal, lsize) ||
+	    peer_from_environment(peer, size, literal, lsize))
+		return;
 	snprintf(peer, size, "local");
 	literal[0] = '\0';
-	if (!peer_from_socket(fd, ip, sizeof(ip)) && !peer_from_environment(ip, sizeof(ip)))
-		return;
-	if (strchr(ip, ':') != NULL) {
-		snprintf(peer, size, "IPv6:%s", ip);
-		snprintf(literal, lsize, "[IPv6:%s]", ip);
-	} else {
-		snprintf(peer, size, "%s", ip);
-		snprintf(literal, lsize, "[%s]", ip);
-	}
 }
 
 /* Setup faults still speak SMTP: 421 4.3.0, one log line, exit 78. */
@@ -132,7 +111,7 @@ int
 main(int argc, char **argv)
 {
 	static struct config st;
-	char peer[INET6_ADDRSTRLEN + 8], literal[INET6_ADDRSTRLEN + 8];
+	char peer[PROXY_PEER_MAX], literal[PROXY_PEER_MAX];
 	int in_fd = 0, out_fd = 1;
 
 	log_open("smtpd");

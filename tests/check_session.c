@@ -236,7 +236,7 @@ static const struct data_case data_cases[] = {
 	D("a\nb\r\n.\r\n", "a\nb\n"),		/* bare LF ends a stored line */
 	D("a\rb\r\n.\r\n", "a\rb\n"),		/* bare CR is kept */
 	D("8bit \xe9\xff\x01\r\n.\r\n", "8bit \xe9\xff\x01\n"),
-	/* Smuggling (protocol.md 3.3): none of these ends the data. */
+	/* SMTP smuggling sequences 1-10 of doc/smuggling.md: none of these ends the data. */
 	D("a\n.\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
 	D("a\n.\r\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
 	D("a\r\n.\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
