@@ -334,13 +334,16 @@ def main():
     # The new binary's plain session with TLS configured (EHLO offers it, the
     # client never says STARTTLS): the deployment the promise is about.
     plain_new = [BIN + "/smtpd", "-c", smtpd_conf("ecdsa"), "-m", B.maildir("rss")]
+    plain_notls = [BIN + "/smtpd", "-c", plain_conf(), "-m", B.maildir("rss")]
     plain_base = [BIN + "/smtpd-base", "-c", plain_conf(), "-m", B.maildir("rss")]
     k = 3 if args.quick else 9
-    rss = {"plain (TLS configured, not used)": [], "plain, before STARTTLS": []}
+    rss = {"plain (TLS configured, not used)": [], "plain (no TLS configured)": [],
+           "plain, before STARTTLS": []}
     for kind in KINDS:
         rss["STARTTLS " + kind] = []
     for _ in range(k):
         rss["plain (TLS configured, not used)"].append(session_rss(plain_new, False))
+        rss["plain (no TLS configured)"].append(session_rss(plain_notls, False))
         rss["plain, before STARTTLS"].append(session_rss(plain_base, False))
         for kind in KINDS:
             rss["STARTTLS " + kind].append(session_rss(new_tls[kind], True))
@@ -350,7 +353,9 @@ def main():
     per = {}
     count = 20 if args.quick else 100
     for _ in range(3):
-        for name, argv in (("smtpd", plain_new), ("smtpd before STARTTLS", plain_base)):
+        for name, argv in (("smtpd, TLS configured", plain_new),
+                           ("smtpd, no TLS configured", plain_notls),
+                           ("smtpd before STARTTLS", plain_base)):
             lat, prss = B.probe(count, MSG_SIZE, argv)
             per.setdefault(name, ([], []))
             per[name][0].extend(lat)
@@ -359,7 +364,9 @@ def main():
 
     log("callgrind: a plain session (probe), and a TLS session")
     cg = {}
-    for name, argv in (("plain", plain_new), ("plain, before STARTTLS", plain_base)):
+    for name, argv in (("plain, TLS configured", plain_new),
+                       ("plain, no TLS configured", plain_notls),
+                       ("plain, before STARTTLS", plain_base)):
         total, by_obj, _ = B.callgrind(argv, name.replace(" ", "-").replace(",", ""))
         cg[name] = (total, by_obj)
     for kind in KINDS:
@@ -443,9 +450,12 @@ def report(args, res, reps, n):
     p("|---|---|---|")
     for name, (lat, prss) in res["per"].items():
         p("| %s | %s | %d |" % (name, rng(lat), med(prss)))
-    a, b = res["per"]["smtpd"], res["per"]["smtpd before STARTTLS"]
-    p("\nexec-to-greeting after / before: %.3f; peak RSS after / before: %.3f\n"
-      % (med(a[0]) / med(b[0]), med(a[1]) / med(b[1])))
+    b = res["per"]["smtpd before STARTTLS"]
+    for name in ("smtpd, TLS configured", "smtpd, no TLS configured"):
+        a = res["per"][name]
+        p("\n%s / before STARTTLS: exec-to-greeting %.3f, peak RSS %.3f"
+          % (name, med(a[0]) / med(b[0]), med(a[1]) / med(b[1])))
+    p("")
     p("## Instructions per session (callgrind, exec to exit)\n")
     p("| session | instructions | by object (self cost) |")
     p("|---|---|---|")
@@ -454,8 +464,9 @@ def report(args, res, reps, n):
                          sorted(by_obj.items(), key=lambda x: -x[1])[:6])
         p("| %s | %d | %s |" % (name, total, objs))
     cg = res["callgrind"]
-    p("\nplain session instructions after / before: %.4f"
-      % (cg["plain"][0] / cg["plain, before STARTTLS"][0]))
+    for name in ("plain, TLS configured", "plain, no TLS configured"):
+        p("\n%s / before STARTTLS, instructions: %.4f"
+          % (name, cg[name][0] / cg["plain, before STARTTLS"][0]))
     text = "\n".join(lines)
     with open(args.out, "w") as f:
         f.write(text + "\n")
