@@ -186,10 +186,22 @@ def w1_plain(target, port, n):
 
 # ---------------------------------------------------------------- one session
 
-def session_rss(argv, tls, valgrind_out=None):
+_client_ctx = []
+
+
+def client_context():
+    """One context for every session: a ticket resumes only in its own."""
+    if not _client_ctx:
+        _client_ctx.append(ssl.create_default_context(cafile=CA + "/ca.pem"))
+    return _client_ctx[0]
+
+
+def session_rss(argv, tls, valgrind_out=None, resume=None, keep=None):
     """One session on a socketpair (as under inetd): EHLO, STARTTLS if tls,
     EHLO, a 4 KiB message; the server's VmHWM once the 250 is in, then QUIT.
-    Under callgrind when valgrind_out is given (then VmHWM is valgrind's)."""
+    Under callgrind when valgrind_out is given (then VmHWM is valgrind's).
+    resume: a TLS session (ticket) to offer; keep: a dict that gets this
+    one's session and whether it was resumed."""
     if valgrind_out:
         argv = ["/usr/bin/valgrind", "-q", "--tool=callgrind",
                 "--callgrind-out-file=" + valgrind_out] + argv
@@ -221,8 +233,8 @@ def session_rss(argv, tls, valgrind_out=None):
             send(b"STARTTLS\r\n")
             if not reply().startswith(b"220 "):
                 raise RuntimeError("STARTTLS refused")
-            ctx = ssl.create_default_context(cafile=CA + "/ca.pem")
-            f["sock"] = ctx.wrap_socket(ours, server_hostname="localhost")
+            f["sock"] = client_context().wrap_socket(ours, server_hostname="localhost",
+                                                     session=resume)
             send(b"EHLO probe.example\r\n")
             reply()
         body = b"Subject: probe\r\n\r\n" + (b"x" * 76 + b"\r\n") * (MSG_SIZE // 78) + b".\r\n"
@@ -233,6 +245,8 @@ def session_rss(argv, tls, valgrind_out=None):
         send(body)
         if not reply().startswith(b"250 2.0.0"):
             raise RuntimeError("message refused")
+        if keep is not None:	# the ticket came right after the handshake
+            keep["session"], keep["reused"] = f["sock"].session, f["sock"].session_reused
         with open("/proc/%d/status" % p.pid) as st:
             kib = [int(line.split()[1]) for line in st if line.startswith("VmHWM:")][0]
         send(b"QUIT\r\n")
@@ -371,8 +385,16 @@ def main():
         cg[name] = (total, by_obj)
     for kind in KINDS:
         out = "%s/callgrind.tls-%s" % (ROOT, kind)
-        session_rss(new_tls[kind], True, valgrind_out=out)
-        cg["STARTTLS " + kind] = B.self_cost_by_object(out)
+        first = {}
+        session_rss(new_tls[kind], True, valgrind_out=out, keep=first)
+        cg["STARTTLS " + kind + ", full handshake"] = B.self_cost_by_object(out)
+        out += "-resumed"
+        again = {}
+        session_rss(new_tls[kind], True, valgrind_out=out, resume=first["session"], keep=again)
+        if not again["reused"]:
+            raise RuntimeError("%s: the ticket was not taken" % kind)
+        cg["STARTTLS " + kind + ", resumed (ticket of another process)"] = \
+            B.self_cost_by_object(out)
     res["callgrind"] = cg
     load.end()
     res["load"] = load
