@@ -157,6 +157,11 @@ class HAProxy:
         return socket.create_connection(("127.0.0.1", self.port), timeout=limit,
                                         source_address=(source, 0))
 
+    def log_lines(self):
+        """Every line HAProxy has logged so far (tcplog, one per connection)."""
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("latin-1").splitlines()
+
     def output(self):
         try:
             with open(self.log_path, "rb") as f:
@@ -271,3 +276,51 @@ def socket_activate(config, mode, inetd, host="127.0.0.1", env=None):
     for k, v in (env or {}).items():
         argv += ["-E", "%s=%s" % (k, v)]
     return ProxiedLauncher(argv + [SMTPD, "-c", config], port, host, mode)
+
+
+# ---- a client that tells what it saw ------------------------------------------
+
+def send_once(port, source, sender, rcpt, body, host="127.0.0.1", helo=launch.HELO,
+              limit=30.0):
+    """One message on one connection from source, by hand, so that every
+    outcome is seen: {"ok": bool, "port": our port, "greeting": the 220 line
+    or None, "stage": where it ended, "reply": the last reply or None}.
+    ok is True only after the 250 to the final dot (QUIT may fail after)."""
+    out = {"ok": False, "port": None, "greeting": None, "stage": "connect", "reply": None}
+    try:
+        with socket.create_connection((host, port), timeout=limit,
+                                      source_address=(source, 0)) as c:
+            out["port"] = c.getsockname()[1]
+            f = c.makefile("rb")
+
+            def reply():
+                line = b""
+                while True:
+                    line = f.readline(1024)
+                    if len(line) < 4 or line[3:4] != b"-":
+                        break
+                out["reply"] = line.decode("latin-1").rstrip("\r\n") or None
+                return out["reply"] or ""
+
+            out["stage"] = "greeting"
+            out["greeting"] = reply()
+            if not out["greeting"].startswith("220 "):
+                out["greeting"] = None
+                return out
+            for stage, line, want in (("EHLO", b"EHLO %s" % helo.encode(), "250"),
+                                      ("MAIL", b"MAIL FROM:<%s>" % sender.encode(), "250"),
+                                      ("RCPT", b"RCPT TO:<%s>" % rcpt.encode(), "250"),
+                                      ("DATA", b"DATA", "354"),
+                                      ("dot", body + b".", "250")):
+                out["stage"] = stage
+                c.sendall(line + b"\r\n")
+                if not reply().startswith(want):
+                    return out
+            out["ok"] = True
+            out["stage"] = "QUIT"
+            c.sendall(b"QUIT\r\n")
+            reply()
+    except OSError as e:
+        if out["reply"] is None:
+            out["reply"] = "%s: %s" % (type(e).__name__, e)
+    return out
