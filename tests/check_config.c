@@ -223,7 +223,7 @@ END_TEST
 START_TEST(proxy_keys)
 {
 	static const char *const modes[] = { "no", "v1", "v2", "any" };
-	char text[128];
+	char text[128], map[160];
 
 	make_top();
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
@@ -251,6 +251,23 @@ START_TEST(proxy_keys)
 	ck_assert_int_eq(load_str("maildir /m\nproxy-protocol any\n"), -1);
 	ck_assert_str_eq(c.error, "proxy-protocol needs proxy-from: the balancers' addresses");
 	ck_assert_int_eq(load_str("maildir /m\nproxy-protocol no\nproxy-from 10.0.0.0/8\n"), 0);
+	/* smtpd -C checks them as a session would, and writes no map. */
+	config_free(&c);
+	config_init(&c);
+	write_file("maildir /m\nproxy-protocol v2\nproxy-from 10.0.0.0/7\n", 51);
+	c.config_file = file;
+	c.compile = true;
+	ck_assert_int_eq(config_compile(&c), -1);
+	ck_assert_ptr_nonnull(strstr(c.error, "line 3: proxy-from 10.0.0.0/7 has bits set"));
+	config_free(&c);
+	config_init(&c);
+	write_file("maildir /m\nproxy-protocol v2\n", 29);
+	c.config_file = file;
+	c.compile = true;
+	ck_assert_int_eq(config_compile(&c), -1);
+	ck_assert_str_eq(c.error, "proxy-protocol needs proxy-from: the balancers' addresses");
+	snprintf(map, sizeof(map), "%s.cdb", file);
+	ck_assert_int_eq(access(map, F_OK), -1);
 	remove_top();
 }
 END_TEST
