@@ -254,11 +254,11 @@ START_TEST(proxy_keys)
 	/* smtpd -C checks them as a session would, and writes no map. */
 	config_free(&c);
 	config_init(&c);
-	write_file("maildir /m\nproxy-protocol v2\nproxy-from 10.0.0.0/7\n", 51);
+	write_file("maildir /m\nproxy-protocol v2\nproxy-from 11.0.0.0/7\n", 51);
 	c.config_file = file;
 	c.compile = true;
 	ck_assert_int_eq(config_compile(&c), -1);
-	ck_assert_ptr_nonnull(strstr(c.error, "line 3: proxy-from 10.0.0.0/7 has bits set"));
+	ck_assert_ptr_nonnull(strstr(c.error, "line 3: proxy-from 11.0.0.0/7 has bits set"));
 	config_free(&c);
 	config_init(&c);
 	write_file("maildir /m\nproxy-protocol v2\n", 29);
