@@ -54,11 +54,12 @@ enum key_flags {
  * after the last (their count already within the row's bounds), and a
  * pointer to the row's field.
  * A new key is one row, and a parse function only when none below fits
- * (string, count, size, bool, hostname). Sketches for the kinds not yet
- * needed: an enum gives its row a NULL-terminated list of words and stores
- * the index of the one given; a repeatable list (KEY_REPEATABLE) appends
- * to an array its field owns; a program with arguments takes up to
- * CONFIG_WORDS_MAX - 1 words, already NULL-terminated as execv wants them.
+ * (string, count, size, bool, hostname). A repeatable list (KEY_REPEATABLE)
+ * appends to an array its field owns, as proxy-from does. Sketches for the
+ * kinds not yet needed: an enum gives its row a NULL-terminated list of
+ * words and stores the index of the one given (proxy-protocol has its
+ * words in proxy.c, beside what they mean); a program with arguments takes
+ * up to CONFIG_WORDS_MAX - 1 words, already NULL-terminated as execv wants.
  * Every key but the routes reaches a compiled map as its line of text.
  */
 struct key {
@@ -72,7 +73,7 @@ struct key {
 };
 
 static parse_fn parse_domain, parse_mailbox, parse_string, parse_hostname, parse_delimiters,
-    parse_bool, parse_count, parse_size;
+    parse_bool, parse_count, parse_size, parse_proxy_mode, parse_proxy_from;
 
 #define FIELD(f)	offsetof(struct config, f)
 
@@ -110,6 +111,10 @@ static const struct key keys[] = {
 	  .min_words = 1, .max_words = 1 },
 	{ .name = "require-tls", .parse = parse_bool, .field = FIELD(session.require_tls),
 	  .min_words = 1, .max_words = 1 },
+	{ .name = "proxy-protocol", .parse = parse_proxy_mode, .field = FIELD(proxy_protocol),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "proxy-from", .parse = parse_proxy_from, .field = FIELD(proxy_from),
+	  .min_words = 1, .max_words = 1, .flags = KEY_REPEATABLE, .needs = "an address" },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
@@ -281,6 +286,33 @@ parse_mailbox(struct config *c, const struct key *k, void *field, char **words)
 	if (errno == ENAMETOOLONG)
 		return line_error(c, "directory name too long");
 	return config_error(c, "out of memory");
+}
+
+static int
+parse_proxy_mode(struct config *c, const struct key *k, void *field, char **words)
+{
+	if (proxy_parse_mode(words[0], field) == -1)
+		return line_error(c, "%s is no, v1, v2 or any", k->name);
+	return 0;
+}
+
+/* One more balancer: ADDRESS[/PREFIX], appended to the list c owns. */
+static int
+parse_proxy_from(struct config *c, const struct key *k, void *field, char **words)
+{
+	struct proxy_net net, *grown;
+	char why[160];
+
+	(void)k;
+	(void)field;
+	if (proxy_parse_net(words[0], &net, why, sizeof(why)) == -1)
+		return line_error(c, "%s", why);
+	grown = realloc(c->proxy_from, (c->nproxy_from + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return config_error(c, "out of memory");
+	grown[c->nproxy_from++] = net;
+	c->proxy_from = grown;
+	return 0;
 }
 
 /* Append n bytes to the text -C keeps in the map. */
@@ -597,6 +629,9 @@ finish_config(struct config *c)
 		snprintf(c->hostname, sizeof(c->hostname), "localhost");
 	if (!routes_have_destination(&c->routes))
 		return config_error(c, "no destination: give -m, a maildir or a mailbox line");
+	/* Without the list, any client could claim any address in a header. */
+	if (c->proxy_protocol != PROXY_OFF && c->nproxy_from == 0)
+		return config_error(c, "proxy-protocol needs proxy-from: the balancers' addresses");
 	if ((dup = routes_finish(&c->routes)) == ROUTES_NOMEM)
 		return config_error(c, "out of memory");
 	if (dup != 0)
@@ -790,7 +825,10 @@ config_free(struct config *c)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->tls_ticket_keys);
+	free(c->proxy_from);
 	c->maildir = c->delimiters = c->user = c->settings = NULL;
 	c->tls_cert = c->tls_key = c->tls_ticket_keys = NULL;
+	c->proxy_from = NULL;
+	c->nproxy_from = 0;
 	c->settings_len = c->settings_size = 0;
 }

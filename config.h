@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
+#include "proxy.h"
 #include "route.h"
 #include "session.h"
 
@@ -24,6 +25,9 @@ struct config {
 	char	*tls_cert, *tls_key;	/* `tls-cert`, `tls-key`, owned: both or neither */
 	char	*tls_ticket_keys;	/* `tls-ticket-keys`, owned; NULL: no tickets */
 	const char *rotate_file;	/* -T FILE: rotate its ticket keys and exit */
+	enum proxy_mode proxy_protocol;	/* `proxy-protocol`; PROXY_OFF by default */
+	struct proxy_net *proxy_from;	/* `proxy-from` lines, owned */
+	size_t	nproxy_from;
 	char	hostname[256];		/* `hostname`, -h or gethostname() */
 	char	error[512];		/* why the configuration is refused */
 
@@ -43,7 +47,8 @@ void config_init(struct config *c);
  *  config_parse_options  the command line
  *  config_load           FILE (or FILE.cdb when it was compiled from this
  *                        very FILE), then the options, then the checks of
- *                        the whole; fills c->session.hostname and .routes
+ *                        the whole (proxy-protocol needs proxy-from);
+ *                        fills c->session.hostname and .routes
  *  config_compile        -C: check FILE as config_load does, write FILE.cdb
  *  config_drop_privileges  become `user` (after the connection is set up,
  *                        before the first byte is read)

@@ -379,9 +379,13 @@ read_failed(struct proxy_header *h, enum proxy_read_result res, const char *reas
 	return res;
 }
 
-/* 1 when fd has bytes (or EOF) before the deadline, 0 at the deadline, -1 on error. */
+/*
+ * 1 when fd has bytes (or EOF) before the deadline, 0 at the deadline, -1 on
+ * error. ppoll sets the wait mask and waits in one step, so a stop signal
+ * the caller blocked cannot slip in just before the wait and be missed.
+ */
 static int
-wait_readable(int fd, long long deadline_ms)
+wait_readable(int fd, long long deadline_ms, const sigset_t *wait_mask)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	long long left = deadline_ms - now_ms();
@@ -391,7 +395,7 @@ wait_readable(int fd, long long deadline_ms)
 		return 0;
 	ts.tv_sec = (time_t)(left / 1000);
 	ts.tv_nsec = (long)(left % 1000) * 1000000;
-	return ppoll(&pfd, 1, &ts, NULL);
+	return ppoll(&pfd, 1, &ts, wait_mask);
 }
 
 /* Take n bytes that a peek has shown are there. */
@@ -419,7 +423,8 @@ consume(int fd, unsigned char *p, size_t n)
  * complete header is consumed to its last byte and not one further.
  */
 enum proxy_read_result
-proxy_read(int fd, enum proxy_mode mode, int timeout_ms, struct proxy_header *h)
+proxy_read(int fd, enum proxy_mode mode, int timeout_ms, const sigset_t *wait_mask,
+    struct proxy_header *h)
 {
 	unsigned char buf[PROXY_HEADER_MAX];
 	long long deadline = now_ms() + timeout_ms;
@@ -432,7 +437,7 @@ proxy_read(int fd, enum proxy_mode mode, int timeout_ms, struct proxy_header *h)
 	if (fstat(fd, &st) == -1 || !S_ISSOCK(st.st_mode))
 		return read_failed(h, PROXY_READ_ERROR, "not a socket");
 	for (;;) {
-		if ((ready = wait_readable(fd, deadline)) == 0)
+		if ((ready = wait_readable(fd, deadline, wait_mask)) == 0)
 			return read_failed(h, PROXY_READ_TIMEOUT, "no complete header in time");
 		if (ready == -1)
 			return read_failed(h, PROXY_READ_ERROR, errno == EINTR ?
@@ -442,9 +447,10 @@ proxy_read(int fd, enum proxy_mode mode, int timeout_ms, struct proxy_header *h)
 			return read_failed(h, PROXY_READ_ERROR, "interrupted by a signal");
 		if (got == -1)
 			return read_failed(h, PROXY_READ_ERROR, "read failed");
+		if (got == 0 && have == 0)
+			return read_failed(h, PROXY_READ_EOF, "closed before the header");
 		if (got == 0)
-			return read_failed(h, PROXY_READ_TRUNCATED, have == 0 ?
-			    "closed before the header" : "closed inside the header");
+			return read_failed(h, PROXY_READ_TRUNCATED, "closed inside the header");
 		switch (proxy_parse(buf, have + (size_t)got, mode, h)) {
 		case PROXY_MALFORMED:
 			return PROXY_READ_MALFORMED;

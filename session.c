@@ -636,9 +636,11 @@ receive_data(struct session *s)
 static void
 log_delivery(struct session *s, const char *result, unsigned long long size)
 {
-	log_info("%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu "
+	log_info("%s peer=%s%s%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu "
 	    "excess-rcpt=%u%s%s%s%s",
-	    result, s->cfg->peer, s->delivery.id, log_quote(s->from, strlen(s->from)),
+	    result, s->cfg->peer, s->cfg->proxy != NULL ? " proxy=" : "",
+	    s->cfg->proxy != NULL ? s->cfg->proxy : "", s->delivery.id,
+	    log_quote(s->from, strlen(s->from)),
 	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndests, size,
 	    s->excess_rcpt, s->tls != NULL ? " tls=" : "", s->tls != NULL ? tls_version(s->tls) : "",
 	    s->tls != NULL ? " cipher=" : "", s->tls != NULL ? tls_cipher(s->tls) : "");
@@ -1167,7 +1169,8 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	if (s.dests == NULL) {
 		session_close(&s, 421, "4.3.0", "Out of memory");
 	} else {
-		log_info("connect peer=%s", cfg->peer);
+		log_info("connect peer=%s%s%s", cfg->peer, cfg->proxy != NULL ? " proxy=" : "",
+		    cfg->proxy != NULL ? cfg->proxy : "");
 		reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	}
 	while (s.state != S_CLOSED) {

@@ -20,6 +20,9 @@ struct session_config {
 	const struct routes *routes;
 	const char *peer;		/* for logs: "192.0.2.1", "IPv6:..." or "local" */
 	const char *peer_literal;	/* for Received: "[192.0.2.1]"; NULL on a pipe */
+	const char *proxy;		/* for logs: the balancer that sent a PROXY header
+					 * naming peer, or the header's kind ("LOCAL")
+					 * when it named none; NULL without a header */
 	size_t	read_limit;		/* tests: bytes per read(2); 0 = no limit */
 	const struct stop_wait *stop;	/* from stop_catch; NULL: nothing stops a wait */
 	struct tls_config tls;		/* STARTTLS offered when cert_file is set */
