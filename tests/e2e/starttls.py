@@ -439,6 +439,64 @@ def clients_deliver():
         box.close()
 
 
+def clients_check_the_certificate():
+    """The same clients given another CA's certificate: each refuses to send
+    (so each really verifies), and nothing is stored."""
+    other = tempfile.mkdtemp(prefix="smtpd-tls-ca2.")
+    box = Box(extra=tls_config(), timeout=10)
+    srv = start(box).serve()
+    try:
+        subprocess.run([os.path.join(TESTS, "make-test-ca"), other], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wrong, port = os.path.join(other, "ca.pem"), str(srv.port)
+        rc = os.path.join(box.dir, "msmtprc")
+        with open(rc, "w") as f:
+            f.write("account default\nhost 127.0.0.1\nport %s\ndomain %s\nauth off\n"
+                    "tls on\ntls_starttls on\ntls_trust_file %s\nfrom s5@client.example\n"
+                    % (port, HELO, wrong))
+        os.chmod(rc, 0o600)
+        clients = {
+            "s_client": (["openssl", "s_client", "-starttls", "smtp", "-name", HELO,
+                          "-connect", "127.0.0.1:" + port, "-CAfile", wrong,
+                          "-verify_return_error", "-verify_ip", SAN, "-crlf", "-ign_eof",
+                          "-nocommands", "-brief"],
+                         b"EHLO c.example\nMAIL FROM:<a@client.example>\nRCPT TO:<a@example.org>"
+                         b"\nDATA\nx\n.\nQUIT\n"),
+            "swaks": (["swaks", "--server", "127.0.0.1", "--port", port, "--helo", HELO,
+                       "--tls", "--tls-verify", "--tls-ca-path", wrong, "--from",
+                       "s2@client.example", "--to", "a@example.org", "--data", "-",
+                       "--timeout", "20"], b"Subject: x\r\n\r\nx"),
+            "curl": (["curl", "--silent", "--max-time", "20", "--ssl-reqd", "--cacert", wrong,
+                      "smtp://127.0.0.1:%s/%s" % (port, HELO), "--mail-from",
+                      "s4@client.example", "--mail-rcpt", "a@example.org",
+                      "--upload-file", "-"], b"Subject: x\r\n\r\nx\r\n"),
+            "msmtp": (["msmtp", "-C", rc, "a@example.org"], b"Subject: x\r\n\r\nx\r\n"),
+        }
+        for name, (argv, data) in clients.items():
+            p = subprocess.run(argv, input=data, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, timeout=60)
+            out = p.stdout.decode("latin-1")
+            # curl says nothing with --silent: its status 60 is "peer certificate
+            # cannot be authenticated with given CA certificates".
+            why = p.returncode == 60 if name == "curl" else re.search(r"(?i)verif", out)
+            check(p.returncode != 0 and why, "%s: not refused for the certificate (%d):\n%s"
+                  % (name, p.returncode, out[-1000:]))
+        ctx = ssl.create_default_context(cafile=wrong)
+        with smtplib.SMTP("127.0.0.1", srv.port, local_hostname=HELO, timeout=IO_LIMIT) as s:
+            try:
+                s.starttls(context=ctx)
+                raise Failed("smtplib accepted a certificate from another CA")
+            except ssl.SSLCertVerificationError:
+                pass
+        srv.stop()
+        check(box.messages() == [], "stored %d messages" % len(box.messages()))
+    finally:
+        if srv.thread is not None:
+            srv.stop()
+        shutil.rmtree(other, ignore_errors=True)
+        box.close()
+
+
 # ---- Postfix as the relaying client ---------------------------------------------
 
 POSTFIX_MASTER = "/usr/lib/postfix/sbin/master"
@@ -727,6 +785,23 @@ def handshake_never_starts():
             t.wait(p, IO_LIMIT)
         entries = session(box, fn)
         log_has(entries, r"^tls-failed peer=127\.0\.0\.1 reason=timeout$", "handshake timeout")
+    finally:
+        box.close()
+
+
+def timeout_inside_tls():
+    """A client silent inside TLS: 421 4.4.2 after `timeout`, then our
+    close_notify (RFC 8446 6.1), then the close."""
+    box = Box(extra=tls_config(), timeout=1)
+    try:
+        def fn(c, p):
+            into_tls(c)
+            c.send(b"EHLO c.example\r\n")
+            c.expect("250")
+            r = t.replies(c.rest())
+            check(len(r) == 1 and r[0].startswith("421 4.4.2 "), "after silence: %r" % r)
+            t.wait(p, IO_LIMIT)
+        session(box, fn)
     finally:
         box.close()
 
@@ -1154,6 +1229,7 @@ TESTS_LIST = [
     ("injection_is_discarded", injection_is_discarded),
     ("injection_with_a_transaction", injection_with_a_transaction),
     ("handshake_never_starts", handshake_never_starts),
+    ("timeout_inside_tls", timeout_inside_tls),
     ("closes_mid_handshake", closes_mid_handshake),
     ("not_tls_after_220", not_tls_after_220),
     ("key_gone_at_starttls", key_gone_at_starttls),
@@ -1167,6 +1243,7 @@ TESTS_LIST = [
     ("truncated_mid_message", truncated_mid_message),
     ("pipelining_inside_tls", pipelining_inside_tls),
     ("clients_deliver", clients_deliver),
+    ("clients_check_the_certificate", clients_check_the_certificate),
     ("postfix_relay", postfix_relay),
 ]
 
