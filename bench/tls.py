@@ -11,9 +11,9 @@ one throw-away CA (tests/make-test-ca):
     smtpd process issued); the rate counts until every message is in new/;
   - peak RSS (VmHWM) of one TLS session and of one plain session, and the
     instructions of each (callgrind, exec to exit);
-  - the plain session against the tree before STARTTLS (bench/tls builds
-    it as smtpd-base): exec-to-greeting and peak RSS (bench/probe,
-    interleaved), instructions (callgrind).
+  - the plain session of the commit that wired STARTTLS in, of its parent
+    and of this tree (bench/tls builds the first two): exec-to-greeting and
+    peak RSS (bench/probe, interleaved), instructions (callgrind).
 The machine's page-fault and system-call costs (bench/machine.c) and its
 load come first. Reuses bench.py's Postfix set-up, server start and stop,
 Maildirs, probe and callgrind; every server is started here and stopped by
@@ -343,46 +343,49 @@ def main():
         B.stop_all()
 
     log("one session: peak RSS, TLS and plain")
-    new_tls = {k: [BIN + "/smtpd", "-c", smtpd_conf(k), "-m", B.fresh_maildir("rss")]
-               for k in KINDS}
-    # The new binary's plain session with TLS configured (EHLO offers it, the
-    # client never says STARTTLS): the deployment the promise is about.
-    plain_new = [BIN + "/smtpd", "-c", smtpd_conf("ecdsa"), "-m", B.maildir("rss")]
-    plain_notls = [BIN + "/smtpd", "-c", plain_conf(), "-m", B.maildir("rss")]
-    plain_base = [BIN + "/smtpd-base", "-c", plain_conf(), "-m", B.maildir("rss")]
+    md = B.fresh_maildir("rss")
+    new_tls = {k: [BIN + "/smtpd", "-c", smtpd_conf(k), "-m", md] for k in KINDS}
+    rev = {v: open("%s/%s-rev" % (ROOT, v)).read().strip() for v in ("base", "wired")}
+    # The plain session of each build: with no TLS configured, and with TLS
+    # configured but never used (EHLO offers it, the client never says
+    # STARTTLS), the deployment the promise is about.
+    plain = [
+        ("before STARTTLS (%s)" % rev["base"], [BIN + "/smtpd-base", "-c", plain_conf()]),
+        ("STARTTLS commit (%s), no TLS configured" % rev["wired"],
+         [BIN + "/smtpd-wired", "-c", plain_conf()]),
+        ("STARTTLS commit (%s), TLS configured" % rev["wired"],
+         [BIN + "/smtpd-wired", "-c", smtpd_conf("ecdsa")]),
+        ("this tree, no TLS configured", [BIN + "/smtpd", "-c", plain_conf()]),
+        ("this tree, TLS configured", [BIN + "/smtpd", "-c", smtpd_conf("ecdsa")]),
+    ]
+    plain = [(name, argv + ["-m", md]) for name, argv in plain]
     k = 3 if args.quick else 9
-    rss = {"plain (TLS configured, not used)": [], "plain (no TLS configured)": [],
-           "plain, before STARTTLS": []}
-    for kind in KINDS:
-        rss["STARTTLS " + kind] = []
+    rss = {}
     for _ in range(k):
-        rss["plain (TLS configured, not used)"].append(session_rss(plain_new, False))
-        rss["plain (no TLS configured)"].append(session_rss(plain_notls, False))
-        rss["plain, before STARTTLS"].append(session_rss(plain_base, False))
+        for name, argv in plain:
+            rss.setdefault("plain, " + name, []).append(session_rss(argv, False))
         for kind in KINDS:
-            rss["STARTTLS " + kind].append(session_rss(new_tls[kind], True))
+            rss.setdefault("STARTTLS " + kind + ", this tree", []).append(
+                session_rss(new_tls[kind], True))
     res["rss"] = rss
 
     log("plain session: exec-to-greeting and peak RSS (probe), interleaved")
     per = {}
     count = 20 if args.quick else 100
     for _ in range(3):
-        for name, argv in (("smtpd, TLS configured", plain_new),
-                           ("smtpd, no TLS configured", plain_notls),
-                           ("smtpd before STARTTLS", plain_base)):
+        for name, argv in plain:
             lat, prss = B.probe(count, MSG_SIZE, argv)
             per.setdefault(name, ([], []))
             per[name][0].extend(lat)
             per[name][1].extend(prss)
     res["per"] = per
+    res["plain"] = [name for name, _ in plain]
 
     log("callgrind: a plain session (probe), and a TLS session")
     cg = {}
-    for name, argv in (("plain, TLS configured", plain_new),
-                       ("plain, no TLS configured", plain_notls),
-                       ("plain, before STARTTLS", plain_base)):
-        total, by_obj, _ = B.callgrind(argv, name.replace(" ", "-").replace(",", ""))
-        cg[name] = (total, by_obj)
+    for i, (name, argv) in enumerate(plain):
+        total, by_obj, _ = B.callgrind(argv, "plain-%d" % i)
+        cg["plain, " + name] = (total, by_obj)
     for kind in KINDS:
         out = "%s/callgrind.tls-%s" % (ROOT, kind)
         first = {}
@@ -398,8 +401,6 @@ def main():
     res["callgrind"] = cg
     load.end()
     res["load"] = load
-    res["base"] = open(ROOT + "/base-rev").read().strip() if os.path.exists(
-        ROOT + "/base-rev") else "?"
     report(args, res, reps, n)
 
 
@@ -411,9 +412,9 @@ def report(args, res, reps, n):
     postfix = subprocess.run(["postconf", "-d", "-h", "mail_version"],
                              stdout=subprocess.PIPE).stdout.decode().strip()
     ossl = subprocess.run(["openssl", "version"], stdout=subprocess.PIPE).stdout.decode().strip()
-    p("Run of %s UTC: smtpd at %s (plain-session baseline %s), Postfix %s, %s, kernel %s, "
+    p("Run of %s UTC: smtpd at %s, Postfix %s, %s, kernel %s, "
       "%d cores; %d repetitions, %d connections per W1 run, %d at once, %d-byte messages."
-      % (res["start"], commit or "?", res["base"], postfix, ossl, os.uname().release,
+      % (res["start"], commit or "?", postfix, ossl, os.uname().release,
          os.cpu_count(), reps, n, CONCURRENCY, MSG_SIZE))
     p("")
     p("## The machine\n")
@@ -468,15 +469,18 @@ def report(args, res, reps, n):
               % (kind.upper(), rng(xs)))
     p("")
     p("## The plain session, before and after STARTTLS (bench/probe, interleaved)\n")
-    p("| program | exec-to-greeting µs, median (min–max) | peak RSS KiB, median |")
-    p("|---|---|---|")
-    for name, (lat, prss) in res["per"].items():
-        p("| %s | %s | %d |" % (name, rng(lat), med(prss)))
-    b = res["per"]["smtpd before STARTTLS"]
-    for name in ("smtpd, TLS configured", "smtpd, no TLS configured"):
-        a = res["per"][name]
-        p("\n%s / before STARTTLS: exec-to-greeting %.3f, peak RSS %.3f"
-          % (name, med(a[0]) / med(b[0]), med(a[1]) / med(b[1])))
+    p("| build | exec-to-greeting µs, median (min–max) | peak RSS KiB, median "
+      "| instructions (callgrind) | after / before: greeting, RSS, instructions |")
+    p("|---|---|---|---|---|")
+    first = res["plain"][0]
+    b_lat, b_rss = res["per"][first]
+    b_ins = res["callgrind"]["plain, " + first][0]
+    for name in res["plain"]:
+        lat, prss = res["per"][name]
+        ins = res["callgrind"]["plain, " + name][0]
+        p("| %s | %s | %d | %d | %.3f, %.3f, %.4f |" % (
+            name, rng(lat), med(prss), ins, med(lat) / med(b_lat), med(prss) / med(b_rss),
+            ins / b_ins))
     p("")
     p("## Instructions per session (callgrind, exec to exit)\n")
     p("| session | instructions | by object (self cost) |")
@@ -485,10 +489,6 @@ def report(args, res, reps, n):
         objs = ", ".join("%s %d" % (o, c) for o, c in
                          sorted(by_obj.items(), key=lambda x: -x[1])[:6])
         p("| %s | %d | %s |" % (name, total, objs))
-    cg = res["callgrind"]
-    for name in ("plain, TLS configured", "plain, no TLS configured"):
-        p("\n%s / before STARTTLS, instructions: %.4f"
-          % (name, cg[name][0] / cg["plain, before STARTTLS"][0]))
     text = "\n".join(lines)
     with open(args.out, "w") as f:
         f.write(text + "\n")
