@@ -201,7 +201,8 @@ def session_rss(argv, tls, valgrind_out=None, resume=None, keep=None):
     EHLO, a 4 KiB message; the server's VmHWM once the 250 is in, then QUIT.
     Under callgrind when valgrind_out is given (then VmHWM is valgrind's).
     resume: a TLS session (ticket) to offer; keep: a dict that gets this
-    one's session and whether it was resumed."""
+    one's session and whether it was resumed, and the server's CPU time
+    (user + system, ms) and minor page faults from its rusage."""
     if valgrind_out:
         argv = ["/usr/bin/valgrind", "-q", "--tool=callgrind",
                 "--callgrind-out-file=" + valgrind_out] + argv
@@ -245,13 +246,17 @@ def session_rss(argv, tls, valgrind_out=None, resume=None, keep=None):
         send(body)
         if not reply().startswith(b"250 2.0.0"):
             raise RuntimeError("message refused")
-        if keep is not None:	# the ticket came right after the handshake
+        if keep is not None and tls:	# the ticket came right after the handshake
             keep["session"], keep["reused"] = f["sock"].session, f["sock"].session_reused
         with open("/proc/%d/status" % p.pid) as st:
             kib = [int(line.split()[1]) for line in st if line.startswith("VmHWM:")][0]
         send(b"QUIT\r\n")
         reply()
-        p.wait(timeout=120)
+        _, status, ru = os.wait4(p.pid, 0)	# bounded: the server got QUIT
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if keep is not None:
+            keep["cpu_ms"] = (ru.ru_utime + ru.ru_stime) * 1000
+            keep["minflt"] = ru.ru_minflt
         return kib
     finally:
         f["sock"].close()
@@ -360,14 +365,20 @@ def main():
     ]
     plain = [(name, argv + ["-m", md]) for name, argv in plain]
     k = 3 if args.quick else 9
-    rss = {}
+    rss, usage = {}, {}
+
+    def one(name, argv, tls, resume=None):
+        got = {}
+        rss.setdefault(name, []).append(session_rss(argv, tls, resume=resume, keep=got))
+        usage.setdefault(name, []).append((got["cpu_ms"], got["minflt"]))
+        return got
     for _ in range(k):
         for name, argv in plain:
-            rss.setdefault("plain, " + name, []).append(session_rss(argv, False))
+            one("plain, " + name, argv, False)
         for kind in KINDS:
-            rss.setdefault("STARTTLS " + kind + ", this tree", []).append(
-                session_rss(new_tls[kind], True))
-    res["rss"] = rss
+            first = one("STARTTLS %s, full handshake" % kind, new_tls[kind], True)
+            one("STARTTLS %s, resumed" % kind, new_tls[kind], True, first["session"])
+    res["rss"], res["usage"] = rss, usage
 
     log("plain session: exec-to-greeting and peak RSS (probe), interleaved")
     per = {}
@@ -458,15 +469,18 @@ def report(args, res, reps, n):
         p("| %s | %.2f | %.2f |" % ("ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
                                     ratio["smtpd-"], ratio["postfix-"]))
     p("")
-    p("## One session: peak RSS (VmHWM once the 4 KiB message is accepted), KiB\n")
-    p("| session | median (min–max) |")
-    p("|---|---|")
+    p("## One session: peak RSS (VmHWM once the 4 KiB message is accepted), CPU, page faults\n")
+    p("| session | peak RSS KiB, median (min–max) | CPU ms (user+sys), median "
+      "| minor page faults, median |")
+    p("|---|---|---|---|")
     for name, xs in res["rss"].items():
-        p("| smtpd, %s | %s |" % (name, rng(xs)))
+        u = res["usage"][name]
+        p("| smtpd, %s | %s | %.2f | %d |" % (name, rng(xs), med([x[0] for x in u]),
+                                             med([x[1] for x in u])))
     for kind, xs in res["postfix_rss"].items():
         if xs:
-            p("| Postfix smtpd processes after the %s runs (each served many sessions) | %s |"
-              % (kind.upper(), rng(xs)))
+            p("| Postfix smtpd processes after the %s runs (each served many sessions) | %s "
+              "| | |" % (kind.upper(), rng(xs)))
     p("")
     p("## The plain session, before and after STARTTLS (bench/probe, interleaved)\n")
     p("| build | exec-to-greeting µs, median (min–max) | peak RSS KiB, median "
