@@ -219,10 +219,6 @@ class Server:
         check(err == b"", "smtpd wrote to stderr: %r" % err[-2000:])
 
 
-def start(box):
-    return Server(box)
-
-
 # ---- a raw client -------------------------------------------------------------
 
 def client_context(maximum=None):
@@ -396,7 +392,7 @@ def clients_deliver():
     """openssl s_client, swaks, smtplib, curl and msmtp: each verifies our
     certificate against the test CA and delivers one message through TLS."""
     box = Box(extra=tls_config(), timeout=10)
-    srv = start(box).serve()
+    srv = Server(box).serve()
     try:
         JOURNAL.take()
         port = str(srv.port)
@@ -444,7 +440,7 @@ def clients_check_the_certificate():
     (so each really verifies), and nothing is stored."""
     other = tempfile.mkdtemp(prefix="smtpd-tls-ca2.")
     box = Box(extra=tls_config(), timeout=10)
-    srv = start(box).serve()
+    srv = Server(box).serve()
     try:
         subprocess.run([os.path.join(TESTS, "make-test-ca"), other], check=True, timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -514,7 +510,7 @@ def postfix_relay():
         print("skip postfix_relay: a Postfix instance needs root")
         return
     box = Box(extra=tls_config(), timeout=10)
-    srv = start(box).serve()
+    srv = Server(box).serve()
     pf = os.path.join(box.dir, "postfix")
     etc, spool, data = pf + "/etc", pf + "/spool", pf + "/data"
     plog = pf + "/postfix.log"
@@ -611,7 +607,7 @@ biff = no
 
 def session(box, fn):
     """Run fn(client, proc) on one connection; returns the log entries."""
-    srv = start(box)
+    srv = Server(box)
     try:
         JOURNAL.take()
         sock, p = srv.connect()
@@ -988,7 +984,7 @@ def certificate_renewal():
         shutil.copy(pem("ecdsa")[0], cert)
         shutil.copy(pem("ecdsa")[1], key)
         box.write_config("tls-cert %s\ntls-key %s\n" % (cert, key), timeout=10)
-        srv = start(box).serve()
+        srv = Server(box).serve()
         seen = []
         try:
             for kind in ("ecdsa", "rsa"):
@@ -1044,7 +1040,7 @@ def tickets_across_processes():
                   "ticket key file mode %o size %d" % (st.st_mode & 0o777, st.st_size))
             box.write_config(tls_config(extra="tls-ticket-keys %s\n" % keys), timeout=10)
             JOURNAL.take()
-            srv = start(box).serve()
+            srv = Server(box).serve()
             sess = os.path.join(box.dir, "session.pem")
             try:
                 check(not reused(s_client(srv.port, sess_out=sess, extra=extra)),
@@ -1155,7 +1151,9 @@ def old_protocols_refused():
                 t.wait(p, IO_LIMIT)
                 return
             raise Failed("a TLS 1.1 handshake succeeded: %s" % c.sock.version())
-        session(box, fn)
+        entries = session(box, fn)
+        log_has(entries, r"^tls-failed peer=127\.0\.0\.1 reason=\S*(?i:protocol|version)",
+                "TLS 1.1 refused by the server")
     finally:
         box.close()
 
