@@ -21,6 +21,7 @@ struct config {
 	char	*maildir;		/* `maildir`, owned */
 	char	*delimiters;		/* `recipient-delimiter`, owned; NULL: "+" */
 	char	*user;			/* `user`, owned: who to become when started as root */
+	char	**filter;		/* `filter`, owned: NULL-terminated argv; NULL: none */
 	char	hostname[256];		/* `hostname`, -h or gethostname() */
 	char	error[512];		/* why the configuration is refused */
 
@@ -41,7 +42,8 @@ void config_init(struct config *c);
  *  config_load           FILE (or FILE.cdb when it was compiled from this
  *                        very FILE), then the options, then the checks of
  *                        the whole; fills c->session.hostname and .routes
- *  config_compile        -C: check FILE as config_load does, write FILE.cdb
+ *  config_compile        -C: check FILE as config_load does, and that the
+ *                        filter program is an executable file; write FILE.cdb
  *  config_drop_privileges  become `user` (after the connection is set up,
  *                        before the first byte is read)
  */

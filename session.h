@@ -20,6 +20,8 @@ struct session_config {
 	const char *peer_literal;	/* for Received: "[192.0.2.1]"; NULL on a pipe */
 	size_t	read_limit;		/* tests: bytes per read(2); 0 = no limit */
 	const struct stop_wait *stop;	/* from stop_catch; NULL: nothing stops a wait */
+	char *const *filter;		/* content filter argv (filter.h); NULL: none */
+	unsigned filter_timeout;	/* seconds the filter has, at least 1 */
 };
 
 /*
