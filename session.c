@@ -4,10 +4,12 @@
  * Promises: every command line gets exactly one reply, in order; the
  * connection ends only after 221, after 421 (timeout, too many errors,
  * stop) or at client EOF; a message is acknowledged with 250 only after
+ * the content filter, when there is one, has accepted it and
  * maildir_commit() says it is on disk. Only <CRLF>.<CRLF> ends message data
  * (RFC 5321 4.1.1.4, protocol.md 3), so no second transaction can be
  * smuggled inside one. Leaves reading to reader.c, reply formatting and
- * flushing to reply.c, file handling to maildir.c, routing to route.c.
+ * flushing to reply.c, file handling to maildir.c, routing to route.c,
+ * running the filter to filter.c.
  */
 #include "session.h"
 
@@ -496,9 +498,8 @@ add_recipient(struct session *s, const struct address *to, const struct route *r
 		return -1;
 	if (i == s->ndests) {
 		if ((s->dests[i].maildir = strdup(route->maildir)) == NULL) {
-			if (s->rcpts != NULL)
-			{
-				free(s->rcpts[s->nrcpt]);	/* not counted: freed here */
+			if (s->rcpts != NULL) {	/* kept above, not yet counted */
+				free(s->rcpts[s->nrcpt]);
 				s->rcpts[s->nrcpt] = NULL;
 			}
 			return -1;
