@@ -4,7 +4,7 @@ CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 OBJS    = config.o session.o reader.o reply.o stop.o maildir.o address.o route.o log.o \
-          libsystemd.o dynlib.o proxy.o filter.o tls.o
+          libsystemd.o dynlib.o proxy.o filter.o tls.o durable.o
 TESTS   = tests/check_reply tests/check_reader tests/check_config \
           tests/check_maildir tests/check_session \
           tests/check_address tests/check_log tests/check_route tests/check_proxy \
@@ -121,16 +121,18 @@ fuzz/fuzz-session: fuzz/fuzz_session.c $(FUZZ_SRCS) *.h
 	    -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS) $(MAPLIBS)
 
 # The PROXY header and proxy-from parsers alone (proxy.c), run as
-# fuzz/fuzz-proxy -dict=fuzz/proxy.dict -max_len=800 CORPUS: not yet in fuzz-smoke.
+# fuzz-proxy: the PROXY header parser alone (fuzz/fuzz_proxy.c).
 fuzz/fuzz-proxy: fuzz/fuzz_proxy.c proxy.c proxy.h
 	clang $(STRICT) $(FUZZ_FLAGS) -I. -o $@ fuzz/fuzz_proxy.c proxy.c
 
-fuzz-smoke: fuzz/fuzz-session
+fuzz-smoke: fuzz/fuzz-session fuzz/fuzz-proxy
 	rm -rf fuzz/seeds && fuzz/make-seeds fuzz/seeds
-	mkdir -p fuzz/corpus
+	mkdir -p fuzz/corpus fuzz/corpus-proxy
 	fuzz/fuzz-session -max_total_time=$(FUZZ_TIME) -max_len=4096 -timeout=10 \
 	    -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=fuzz/ \
 	    fuzz/corpus fuzz/seeds
+	fuzz/fuzz-proxy -max_total_time=$$(( $(FUZZ_TIME) / 3 + 1 )) -max_len=800 -timeout=10 \
+	    -dict=fuzz/proxy.dict -print_final_stats=1 -artifact_prefix=fuzz/ fuzz/corpus-proxy
 
 # Line coverage of what the corpus reaches (fuzz/RESULTS.md): each input
 # in fuzz/corpus and fuzz/seeds runs once in a build with clang's profiling.

@@ -131,17 +131,24 @@ take_label(struct cursor *c)
 	return c->i > start && last != '-' && c->i - start <= 63;
 }
 
+/* take *("." take): Dot-string from Atoms, Domain from sub-domains (RFC 5321 4.1.2). */
 static bool
-take_domain(struct cursor *c)
+take_dotted(struct cursor *c, bool (*take)(struct cursor *))
 {
-	if (!take_label(c))
+	if (!take(c))
 		return false;
 	while (peek(c) == '.') {
 		c->i++;
-		if (!take_label(c))
+		if (!take(c))
 			return false;
 	}
 	return true;
+}
+
+static bool
+take_domain(struct cursor *c)
+{
+	return take_dotted(c, take_label);
 }
 
 /* RFC 5321 4.1.3: Snum = 1*3DIGIT representing 0-255, four of them. */
@@ -324,14 +331,7 @@ is_dot_string(const char *p, size_t n)
 {
 	struct cursor c = { .p = p, .n = n };
 
-	if (!take_atom(&c))
-		return false;
-	while (peek(&c) == '.') {
-		c.i++;
-		if (!take_atom(&c))
-			return false;
-	}
-	return c.i == n;
+	return take_dotted(&c, take_atom) && c.i == n;
 }
 
 /* Local-part = Dot-string / Quoted-string, stored canonically. */
@@ -345,13 +345,8 @@ take_local(struct cursor *c, struct address *a)
 		if (!take_quoted(c, decoded, &len, sizeof(decoded)))
 			return ADDRESS_SYNTAX;
 	} else {
-		if (!take_atom(c))
+		if (!take_dotted(c, take_atom))
 			return ADDRESS_SYNTAX;
-		while (peek(c) == '.') {
-			c->i++;
-			if (!take_atom(c))
-				return ADDRESS_SYNTAX;
-		}
 		len = c->i - start;
 		if (len > SMTP_LOCAL_MAX)
 			return ADDRESS_TOO_LONG;

@@ -27,10 +27,11 @@
 
 #include "address.h"
 #include "log.h"
+#include "tls.h"
 
 #define CONFIG_LINE_MAX		4096	/* one line, its LF and a NUL included */
 #define CONFIG_WORDS_MAX	64	/* a key and its values */
-#define USAGE "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME] | smtpd -C FILE"
+#define USAGE "usage: smtpd [-c FILE] [-m MAILDIR] [-h HOSTNAME] | smtpd -C FILE | smtpd -T FILE"
 
 /*
  * The text a map keeps besides its cdb records: first "MAP_FROM" and the
@@ -53,11 +54,12 @@ enum key_flags {
  * after the last (their count already within the row's bounds), and a
  * pointer to the row's field.
  * A new key is one row, and a parse function only when none below fits
- * (string, count, size, bool, hostname). Sketches for the kinds not yet
- * needed: an enum gives its row a NULL-terminated list of words and stores
- * the index of the one given; a repeatable list (KEY_REPEATABLE) appends
- * to an array its field owns; a program with arguments takes up to
- * CONFIG_WORDS_MAX - 1 words, already NULL-terminated as execv wants them.
+ * (string, count, size, bool, hostname). A repeatable list (KEY_REPEATABLE)
+ * appends to an array its field owns, as proxy-from does. Sketches for the
+ * kinds not yet needed: an enum gives its row a NULL-terminated list of
+ * words and stores the index of the one given (proxy-protocol has its
+ * words in proxy.c, beside what they mean); a program with arguments takes
+ * up to CONFIG_WORDS_MAX - 1 words, already NULL-terminated as execv wants.
  * Every key but the routes reaches a compiled map as its line of text.
  */
 struct key {
@@ -71,7 +73,7 @@ struct key {
 };
 
 static parse_fn parse_domain, parse_mailbox, parse_string, parse_hostname, parse_delimiters,
-    parse_bool, parse_count, parse_size, parse_program;
+    parse_bool, parse_count, parse_size, parse_proxy_mode, parse_proxy_from, parse_program;
 
 #define FIELD(f)	offsetof(struct config, f)
 
@@ -100,6 +102,19 @@ static const struct key keys[] = {
 	  .min_words = 1, .max_words = 1, .min = 1, .max = 86400 },
 	{ .name = "session-timeout", .parse = parse_count, .field = FIELD(session.session_timeout),
 	  .min_words = 1, .max_words = 1, .min = 1, .max = 7 * 86400 },
+	/* STARTTLS (RFC 3207): a path, or a systemd credential's name (tls.h). */
+	{ .name = "tls-cert", .parse = parse_string, .field = FIELD(tls_cert),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "tls-key", .parse = parse_string, .field = FIELD(tls_key),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "tls-ticket-keys", .parse = parse_string, .field = FIELD(tls_ticket_keys),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "require-tls", .parse = parse_bool, .field = FIELD(session.require_tls),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "proxy-protocol", .parse = parse_proxy_mode, .field = FIELD(proxy_protocol),
+	  .min_words = 1, .max_words = 1 },
+	{ .name = "proxy-from", .parse = parse_proxy_from, .field = FIELD(proxy_from),
+	  .min_words = 1, .max_words = 1, .flags = KEY_REPEATABLE, .needs = "an address" },
 	{ .name = "filter", .parse = parse_program, .field = FIELD(filter),
 	  .min_words = 1, .max_words = CONFIG_WORDS_MAX - 1, .needs = "a program" },
 	{ .name = "filter-timeout", .parse = parse_count, .field = FIELD(session.filter_timeout),
@@ -224,19 +239,35 @@ parse_program(struct config *c, const struct key *k, void *field, char **words)
 	return 0;
 }
 
+/*
+ * The decimal digits that lead p[0..n), up to the one that would take the
+ * value past max: how many were taken, their value in *out.
+ */
+static size_t
+take_number(const char *p, size_t n, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v = 0;
+	size_t i = 0;
+
+	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+		unsigned d = (unsigned)(p[i] - '0');
+
+		if (d > max || v > (max - d) / 10)
+			break;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return i;
+}
+
 /* A decimal number in [k->min, k->max], and nothing else. */
 static int
 parse_number(struct config *c, const struct key *k, const char *s, unsigned long long *out)
 {
-	unsigned long long v = 0;
-	const char *p = s;
+	size_t n = strlen(s);
+	unsigned long long v;
 
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (v > (k->max - (unsigned)(*p - '0')) / 10)
-			break;
-		v = v * 10 + (unsigned)(*p - '0');
-	}
-	if (p == s || *p != '\0' || v < k->min)
+	if (take_number(s, n, k->max, &v) != n || n == 0 || v < k->min)
 		return line_error(c, "%s needs a number from %llu to %llu", k->name, k->min, k->max);
 	*out = v;
 	return 0;
@@ -283,6 +314,33 @@ parse_mailbox(struct config *c, const struct key *k, void *field, char **words)
 	if (errno == ENAMETOOLONG)
 		return line_error(c, "directory name too long");
 	return config_error(c, "out of memory");
+}
+
+static int
+parse_proxy_mode(struct config *c, const struct key *k, void *field, char **words)
+{
+	if (proxy_parse_mode(words[0], field) == -1)
+		return line_error(c, "%s is no, v1, v2 or any", k->name);
+	return 0;
+}
+
+/* One more balancer: ADDRESS[/PREFIX], appended to the list c owns. */
+static int
+parse_proxy_from(struct config *c, const struct key *k, void *field, char **words)
+{
+	struct proxy_net net, *grown;
+	char why[160];
+
+	(void)k;
+	(void)field;
+	if (proxy_parse_net(words[0], &net, why, sizeof(why)) == -1)
+		return line_error(c, "%s", why);
+	grown = realloc(c->proxy_from, (c->nproxy_from + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return config_error(c, "out of memory");
+	grown[c->nproxy_from++] = net;
+	c->proxy_from = grown;
+	return 0;
 }
 
 /* Append n bytes to the text -C keeps in the map. */
@@ -460,11 +518,10 @@ apply_map_settings(struct config *c, const char *p, size_t n)
 
 	while (n > 0) {
 		const char *nl = memchr(p, '\n', n);
-		size_t len = nl != NULL ? (size_t)(nl - p) : n, i = 0;
-		unsigned long lineno = 0;
+		size_t len = nl != NULL ? (size_t)(nl - p) : n;
+		unsigned long long lineno;
+		size_t i = take_number(p, len, UINT_MAX, &lineno);
 
-		while (i < len && p[i] >= '0' && p[i] <= '9' && lineno < UINT_MAX / 10)
-			lineno = lineno * 10 + (unsigned long)(p[i++] - '0');
 		if (i == 0 || i >= len || p[i] != ' ' || len - i > sizeof(line))
 			return config_error(c, "%s.cdb: damaged settings; run smtpd -C %s again",
 			    c->config_file, c->config_file);
@@ -546,6 +603,41 @@ set_route_strings(struct config *c)
 	return 0;
 }
 
+/* The TLS files, borrowed by the session; a certificate needs its key. */
+static int
+finish_tls(struct config *c)
+{
+	if ((c->tls_cert == NULL) != (c->tls_key == NULL))
+		return config_error(c, "%s: tls-cert and tls-key go together",
+		    c->config_file != NULL ? c->config_file : "configuration");
+	c->session.tls.cert_file = c->tls_cert;
+	c->session.tls.key_file = c->tls_key;
+	c->session.tls.ticket_keys_file = c->tls_ticket_keys;
+	return 0;
+}
+
+/*
+ * -C: the certificate and key must load and match, so a bad renewal shows
+ * before mail does. A credential's name means nothing outside its unit, so
+ * it is checked only where $CREDENTIALS_DIRECTORY is set.
+ */
+static int
+check_tls_files(struct config *c)
+{
+	char why[256];
+
+	if (c->tls_cert == NULL)
+		return 0;
+	if ((strchr(c->tls_cert, '/') == NULL || strchr(c->tls_key, '/') == NULL) &&
+	    getenv("CREDENTIALS_DIRECTORY") == NULL) {
+		fprintf(stderr, "smtpd: tls-cert and tls-key name credentials: not checked here\n");
+		return 0;
+	}
+	if (tls_check_pair(c->tls_cert, c->tls_key, why, sizeof(why)) == -1)
+		return config_error(c, "%s: %s", c->config_file, why);
+	return 0;
+}
+
 /* After the file: command-line options win, then the checks of the whole. */
 static int
 finish_config(struct config *c)
@@ -565,6 +657,9 @@ finish_config(struct config *c)
 		snprintf(c->hostname, sizeof(c->hostname), "localhost");
 	if (!routes_have_destination(&c->routes))
 		return config_error(c, "no destination: give -m, a maildir or a mailbox line");
+	/* Without the list, any client could claim any address in a header. */
+	if (c->proxy_protocol != PROXY_OFF && c->nproxy_from == 0)
+		return config_error(c, "proxy-protocol needs proxy-from: the balancers' addresses");
 	if ((dup = routes_finish(&c->routes)) == ROUTES_NOMEM)
 		return config_error(c, "out of memory");
 	if (dup != 0)
@@ -572,7 +667,7 @@ finish_config(struct config *c)
 	c->session.hostname = c->hostname;
 	c->session.routes = &c->routes;
 	c->session.filter = c->filter;
-	return 0;
+	return finish_tls(c);
 }
 
 /*
@@ -677,7 +772,8 @@ config_compile(struct config *c)
 	if ((fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) == -1)
 		return config_error(c, "cannot create %s: %s", tmp, strerror(errno));
 	if (wait_past_change(c, fd, &before) == -1 || read_config(c, &file) == -1 ||
-	    finish_config(c) == -1 || check_filter(c) == -1 || write_map(c, fd, &file, tmp) == -1)
+	    finish_config(c) == -1 || check_tls_files(c) == -1 || check_filter(c) == -1 ||
+	    write_map(c, fd, &file, tmp) == -1)
 		goto failed;
 	if (close(fd) == -1) {
 		fd = -1;
@@ -709,8 +805,11 @@ config_parse_options(struct config *c, int argc, char **argv)
 	const char *compile_file = NULL;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "c:m:h:C:")) != -1) {
+	while ((ch = getopt(argc, argv, "c:m:h:C:T:")) != -1) {
 		switch (ch) {
+		case 'T':
+			c->rotate_file = optarg;
+			break;
 		case 'C':
 			compile_file = optarg;
 			break;
@@ -775,11 +874,18 @@ config_free(struct config *c)
 	free(c->delimiters);
 	free(c->user);
 	free(c->settings);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_ticket_keys);
+	free(c->proxy_from);
 	for (size_t i = 0; c->filter != NULL && c->filter[i] != NULL; i++)
 		free(c->filter[i]);
 	free(c->filter);
 	c->filter = NULL;
 	c->session.filter = NULL;
 	c->maildir = c->delimiters = c->user = c->settings = NULL;
+	c->tls_cert = c->tls_key = c->tls_ticket_keys = NULL;
+	c->proxy_from = NULL;
+	c->nproxy_from = 0;
 	c->settings_len = c->settings_size = 0;
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <sys/stat.h>
 
+#include "proxy.h"
 #include "route.h"
 #include "session.h"
 
@@ -21,6 +22,12 @@ struct config {
 	char	*maildir;		/* `maildir`, owned */
 	char	*delimiters;		/* `recipient-delimiter`, owned; NULL: "+" */
 	char	*user;			/* `user`, owned: who to become when started as root */
+	char	*tls_cert, *tls_key;	/* `tls-cert`, `tls-key`, owned: both or neither */
+	char	*tls_ticket_keys;	/* `tls-ticket-keys`, owned; NULL: no tickets */
+	const char *rotate_file;	/* -T FILE: rotate its ticket keys and exit */
+	enum proxy_mode proxy_protocol;	/* `proxy-protocol`; PROXY_OFF by default */
+	struct proxy_net *proxy_from;	/* `proxy-from` lines, owned */
+	size_t	nproxy_from;
 	char	**filter;		/* `filter`, owned: NULL-terminated argv; NULL: none */
 	char	hostname[256];		/* `hostname`, -h or gethostname() */
 	char	error[512];		/* why the configuration is refused */
@@ -41,7 +48,8 @@ void config_init(struct config *c);
  *  config_parse_options  the command line
  *  config_load           FILE (or FILE.cdb when it was compiled from this
  *                        very FILE), then the options, then the checks of
- *                        the whole; fills c->session.hostname and .routes
+ *                        the whole (proxy-protocol needs proxy-from);
+ *                        fills c->session.hostname and .routes
  *  config_compile        -C: check FILE as config_load does, and that the
  *                        filter program is an executable file; write FILE.cdb
  *  config_drop_privileges  become `user` (after the connection is set up,

@@ -21,7 +21,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "durable.h"
+
 #define DIR_FLAGS	(O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+#define PATH_FLAGS	(O_RDONLY | O_DIRECTORY | O_CLOEXEC)	/* above a Maildir: links followed */
 
 static const char *const subdirs[] = { "tmp", "new", "cur" };
 
@@ -63,36 +66,14 @@ close_quietly(int fd)
 	errno = err;
 }
 
-/* Make the file system remember a new entry in dir. */
+/* name in the directory dirfd, never through a link; dirfd is closed, errno kept. */
 static int
-sync_dir(const char *dir)
+open_below(int dirfd, const char *name)
 {
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc;
+	int fd = openat(dirfd, name, DIR_FLAGS);
 
-	if (fd == -1)
-		return -1;
-	rc = fsync(fd);
-	if (close(fd) == -1)
-		rc = -1;
-	return rc;
-}
-
-/* Sync the directory that holds path (path itself is left as it was). */
-static int
-sync_parent(char *path)
-{
-	char *slash = strrchr(path, '/');
-	int rc;
-
-	if (slash == NULL)
-		return sync_dir(".");
-	if (slash == path)
-		return sync_dir("/");
-	*slash = '\0';
-	rc = sync_dir(path);
-	*slash = '/';
-	return rc;
+	close_quietly(dirfd);
+	return fd;
 }
 
 /*
@@ -117,7 +98,7 @@ make_dirs(const char *path)
 			continue;
 		buf[i] = '\0';
 		if (mkdir(buf, 0700) == 0) {
-			if (sync_parent(buf) == -1) {
+			if (durable_sync_parent(buf) == -1) {
 				int err = errno;
 
 				rmdir(buf);
@@ -144,7 +125,7 @@ open_maildir(const char *path)
 	size_t n = strlen(path);
 	const char *name = buf;
 	char *slash;
-	int parent, fd;
+	int parent;
 
 	while (n > 1 && path[n - 1] == '/')
 		n--;
@@ -155,21 +136,17 @@ open_maildir(const char *path)
 	memcpy(buf, path, n);
 	buf[n] = '\0';
 	if ((slash = strrchr(buf, '/')) == NULL) {
-		parent = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		parent = open(".", PATH_FLAGS);
 	} else if (slash[1] == '\0') {
-		return open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);	/* the Maildir is "/" */
+		return open("/", PATH_FLAGS);	/* the Maildir is "/" */
 	} else {
 		name = slash + 1;
 		if (slash == buf)
 			slash++;	/* "/M": the parent is "/" */
 		*slash = '\0';
-		parent = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		parent = open(buf, PATH_FLAGS);
 	}
-	if (parent == -1)
-		return -1;
-	fd = openat(parent, name, DIR_FLAGS);
-	close_quietly(parent);
-	return fd;
+	return parent == -1 ? -1 : open_below(parent, name);
 }
 
 /* The Maildir, made first (with its missing parents) when it is missing. */
@@ -195,7 +172,7 @@ folder_name_ok(const char *folder)
 static int
 open_dest(const char *maildir, const char *folder, bool make)
 {
-	int mfd, fd;
+	int mfd;
 
 	if (folder[0] != '\0' && !folder_name_ok(folder)) {
 		errno = EINVAL;
@@ -204,9 +181,7 @@ open_dest(const char *maildir, const char *folder, bool make)
 	if ((mfd = make ? open_or_make_maildir(maildir) : open_maildir(maildir)) == -1 ||
 	    folder[0] == '\0')
 		return mfd;
-	fd = openat(mfd, folder, DIR_FLAGS);
-	close_quietly(mfd);
-	return fd;
+	return open_below(mfd, folder);
 }
 
 /*
@@ -325,10 +300,10 @@ maildir_make_folder(const char *maildir, const char *folder)
 	rc = fd != -1 && fill_folder(fd) == 0 ? 0 : -1;
 	if (fd != -1 && close(fd) == -1)
 		rc = -1;
-	if (rc == 0 && fsync(mfd) == -1)
-		rc = -1;
-	if (close(mfd) == -1)
-		rc = -1;
+	if (rc == 0)
+		rc = durable_sync_close(mfd);
+	else
+		close_quietly(mfd);
 	if (rc == 0)
 		return 1;
 	/* Not durable: take it back out, so no later delivery trusts it. */
@@ -495,31 +470,11 @@ maildir_stage(struct delivery *d, const char *maildir, const char *folder)
 	return result_of(err);
 }
 
-/* write(2) until done: short writes and EINTR are normal, not errors. */
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			if (w == 0)
-				errno = EIO;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void
 flush_buffer(struct delivery *d)
 {
 	for (size_t i = 0; i < d->ncopies && d->error == 0; i++)
-		if (write_all(d->copies[i].fd, d->buf, d->len) == -1)
+		if (durable_write_all(d->copies[i].fd, d->buf, d->len) == -1)
 			d->error = errno;
 	d->len = 0;
 }
@@ -540,19 +495,13 @@ maildir_write(struct delivery *d, const char *p, size_t n)
 	}
 }
 
-/* fsync and close one staged copy; close() can report a late error too. */
+/* fsync and close one staged copy. */
 static int
 seal_copy(struct maildir_copy *c)
 {
-	int rc = fsync(c->fd);
-	int err = errno;
+	int rc = durable_sync_close(c->fd);
 
-	if (close(c->fd) == -1 && rc == 0) {
-		rc = -1;
-		err = errno;
-	}
 	c->fd = -1;
-	errno = err;
 	return rc;
 }
 
@@ -573,15 +522,14 @@ publish_copy(const struct delivery *d, struct maildir_copy *c)
 	} else if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS) {
 		rc = renameat(tmpfd, d->name, newfd, d->name);
 	}
-	if (rc == 0) {
-		c->staged = false;
-		c->published = true;
-		rc = fsync(newfd);
-	}
 	close_quietly(tmpfd);
-	if (close(newfd) == -1)
-		rc = -1;
-	return rc;
+	if (rc == -1) {
+		close_quietly(newfd);
+		return -1;
+	}
+	c->staged = false;
+	c->published = true;
+	return durable_sync_close(newfd);
 }
 
 enum deliver_result
@@ -688,7 +636,7 @@ copy_range(struct delivery *d, int src, long long off, int dst, long long n)
 				continue;
 			}
 		} else if ((k = pread(src, d->buf, want, off)) > 0) {
-			if (write_all(dst, d->buf, (size_t)k) == -1)
+			if (durable_write_all(dst, d->buf, (size_t)k) == -1)
 				return -1;
 			off += k;
 		}
@@ -716,7 +664,7 @@ copy_with_insert(struct delivery *d, int src, int dst, off_t at, const char *p, 
 		errno = EINVAL;
 		return -1;
 	}
-	if (copy_range(d, src, 0, dst, at) == -1 || write_all(dst, p, n) == -1)
+	if (copy_range(d, src, 0, dst, at) == -1 || durable_write_all(dst, p, n) == -1)
 		return -1;
 	return copy_range(d, src, at, dst, st.st_size - at);
 }

@@ -127,20 +127,34 @@ v1_address(struct field f, int family, void *addr)
 	return inet_pton(family, text, addr) == 1;
 }
 
+/*
+ * n bytes of decimal, no sign, no leading zero, at most max (a port, a
+ * prefix length: far below UINT_MAX / 10, so v * 10 + 9 cannot wrap).
+ */
+static bool
+plain_number(const unsigned char *p, size_t n, unsigned max, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (n == 0 || (n > 1 && p[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return false;
+		if ((v = v * 10 + (unsigned)(p[i] - '0')) > max)
+			return false;
+	}
+	*out = v;
+	return true;
+}
+
 /* Section 2.1: a port is 0 to 65535 in decimal, no sign, no leading zero. */
 static bool
 v1_port(struct field f, in_port_t *port)
 {
-	unsigned long v = 0;
+	unsigned v;
 
-	if (f.n == 0 || f.n > 5 || (f.n > 1 && f.p[0] == '0'))
-		return false;
-	for (size_t i = 0; i < f.n; i++) {
-		if (f.p[i] < '0' || f.p[i] > '9')
-			return false;
-		v = v * 10 + (unsigned long)(f.p[i] - '0');
-	}
-	if (v > 65535)
+	if (!plain_number(f.p, f.n, 65535, &v))
 		return false;
 	*port = htons((in_port_t)v);
 	return true;
@@ -365,9 +379,13 @@ read_failed(struct proxy_header *h, enum proxy_read_result res, const char *reas
 	return res;
 }
 
-/* 1 when fd has bytes (or EOF) before the deadline, 0 at the deadline, -1 on error. */
+/*
+ * 1 when fd has bytes (or EOF) before the deadline, 0 at the deadline, -1 on
+ * error. ppoll sets the wait mask and waits in one step, so a stop signal
+ * the caller blocked cannot slip in just before the wait and be missed.
+ */
 static int
-wait_readable(int fd, long long deadline_ms)
+wait_readable(int fd, long long deadline_ms, const sigset_t *wait_mask)
 {
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	long long left = deadline_ms - now_ms();
@@ -377,7 +395,7 @@ wait_readable(int fd, long long deadline_ms)
 		return 0;
 	ts.tv_sec = (time_t)(left / 1000);
 	ts.tv_nsec = (long)(left % 1000) * 1000000;
-	return ppoll(&pfd, 1, &ts, NULL);
+	return ppoll(&pfd, 1, &ts, wait_mask);
 }
 
 /* Take n bytes that a peek has shown are there. */
@@ -405,7 +423,8 @@ consume(int fd, unsigned char *p, size_t n)
  * complete header is consumed to its last byte and not one further.
  */
 enum proxy_read_result
-proxy_read(int fd, enum proxy_mode mode, int timeout_ms, struct proxy_header *h)
+proxy_read(int fd, enum proxy_mode mode, int timeout_ms, const sigset_t *wait_mask,
+    struct proxy_header *h)
 {
 	unsigned char buf[PROXY_HEADER_MAX];
 	long long deadline = now_ms() + timeout_ms;
@@ -418,7 +437,7 @@ proxy_read(int fd, enum proxy_mode mode, int timeout_ms, struct proxy_header *h)
 	if (fstat(fd, &st) == -1 || !S_ISSOCK(st.st_mode))
 		return read_failed(h, PROXY_READ_ERROR, "not a socket");
 	for (;;) {
-		if ((ready = wait_readable(fd, deadline)) == 0)
+		if ((ready = wait_readable(fd, deadline, wait_mask)) == 0)
 			return read_failed(h, PROXY_READ_TIMEOUT, "no complete header in time");
 		if (ready == -1)
 			return read_failed(h, PROXY_READ_ERROR, errno == EINTR ?
@@ -428,9 +447,10 @@ proxy_read(int fd, enum proxy_mode mode, int timeout_ms, struct proxy_header *h)
 			return read_failed(h, PROXY_READ_ERROR, "interrupted by a signal");
 		if (got == -1)
 			return read_failed(h, PROXY_READ_ERROR, "read failed");
+		if (got == 0 && have == 0)
+			return read_failed(h, PROXY_READ_EOF, "closed before the header");
 		if (got == 0)
-			return read_failed(h, PROXY_READ_TRUNCATED, have == 0 ?
-			    "closed before the header" : "closed inside the header");
+			return read_failed(h, PROXY_READ_TRUNCATED, "closed inside the header");
 		switch (proxy_parse(buf, have + (size_t)got, mode, h)) {
 		case PROXY_MALFORMED:
 			return PROXY_READ_MALFORMED;
@@ -486,26 +506,6 @@ prefix_equal(const unsigned char *a, const unsigned char *b, unsigned bits)
 	return bits % 8 == 0 || (a[whole] & mask) == (b[whole] & mask);
 }
 
-/* A prefix length: decimal, no sign, no leading zero, at most max. */
-static int
-parse_prefix(const char *s, unsigned max, unsigned *prefix)
-{
-	unsigned v = 0;
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (v > max)
-		return -1;
-	*prefix = v;
-	return 0;
-}
-
 /*
  * Postfix refuses "192.0.2.1/24" in its CIDR tables ("non-null host
  * address bits"): the writer meant a network or a host, and we cannot
@@ -553,7 +553,8 @@ proxy_parse_net(const char *text, struct proxy_net *net, char *error, size_t siz
 		return -1;
 	}
 	max = net->prefix = net->family == AF_INET ? 32 : 128;
-	if (slash != NULL && parse_prefix(slash + 1, max, &net->prefix) == -1) {
+	if (slash != NULL && !plain_number((const unsigned char *)slash + 1, strlen(slash + 1), max,
+	    &net->prefix)) {
 		snprintf(error, size, "proxy-from %.60s: the prefix is a number from 0 to %u",
 		    text, max);
 		return -1;

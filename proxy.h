@@ -7,6 +7,7 @@
 #define SMTPD_PROXY_H
 
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -61,7 +62,8 @@ enum proxy_status proxy_parse(const unsigned char *p, size_t n, enum proxy_mode 
 enum proxy_read_result {
 	PROXY_READ_OK,
 	PROXY_READ_MALFORMED,	/* h->reason says why */
-	PROXY_READ_TRUNCATED,	/* end of file inside or before the header */
+	PROXY_READ_EOF,		/* end of file before any byte: a connect-only check */
+	PROXY_READ_TRUNCATED,	/* end of file inside the header */
 	PROXY_READ_TIMEOUT,
 	PROXY_READ_ERROR,	/* not a socket, a signal, a read error: h->reason */
 };
@@ -69,10 +71,14 @@ enum proxy_read_result {
 /*
  * Read the header from socket fd within timeout_ms, consuming exactly its
  * bytes: whatever the client sent after it (a pipelined EHLO in the same
- * segment) stays in the socket for the SMTP reader.
+ * segment) stays in the socket for the SMTP reader. While it waits, the
+ * signal mask is wait_mask (NULL: the caller's): a caller that blocks its
+ * stop signals and passes the mask without them gets a stop that arrived
+ * at any moment before or during the wait, as PROXY_READ_ERROR
+ * ("interrupted by a signal") or by the signal's default action.
  */
 enum proxy_read_result proxy_read(int fd, enum proxy_mode mode, int timeout_ms,
-    struct proxy_header *h);
+    const sigset_t *wait_mask, struct proxy_header *h);
 
 /* `proxy-protocol` value: "no", "v1", "v2" or "any"; -1 for anything else. */
 int proxy_parse_mode(const char *text, enum proxy_mode *mode);

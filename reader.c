@@ -87,11 +87,10 @@ read_quick(struct reader *r, size_t room, bool *would_block)
 	return -1;
 }
 
-/* Wait until the client sends more, the deadline passes or we stop. */
+/* Wait for pfd (the client sends more), the deadline or a stop. */
 static enum read_result
-wait_readable(struct reader *r)
+wait_readable(struct reader *r, struct pollfd pfd)
 {
-	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLIN };
 	long long left;
 
 	for (;;) {
@@ -109,6 +108,35 @@ wait_readable(struct reader *r)
 			continue;
 		}
 		return READ_LINE;
+	}
+}
+
+/*
+ * Inside TLS: decrypted bytes, waiting for whatever the record layer needs
+ * (it may have to write to read). The descriptor is never read in plain
+ * text again (a plain byte after TLS is an error, not a command).
+ */
+static enum read_result
+fill_tls(struct reader *r, size_t room)
+{
+	enum read_result res;
+	ssize_t n;
+
+	for (;;) {
+		if ((n = tls_read(r->tls, r->buf + r->end, room)) > 0) {
+			r->end += (size_t)n;
+			return READ_LINE;
+		}
+		if (n == 0) {
+			r->eof = true;
+			return READ_EOF;
+		}
+		if (errno != EAGAIN)
+			return READ_ERROR;
+		if (r->opt.before_wait != NULL && r->opt.before_wait(r->opt.before_wait_arg) == -1)
+			return READ_ERROR;
+		if ((res = wait_readable(r, tls_pollfd(r->tls))) != READ_LINE)
+			return res;
 	}
 }
 
@@ -138,6 +166,8 @@ fill(struct reader *r)
 		return READ_STOPPED;
 	if (deadline_left(r) <= 0)
 		return READ_TIMEOUT;
+	if (r->tls != NULL)
+		return fill_tls(r, room);
 	switch (read_quick(r, room, &would_block)) {
 	case 1:
 		return READ_LINE;
@@ -155,7 +185,7 @@ fill(struct reader *r)
 	    r->opt.before_wait(r->opt.before_wait_arg) == -1)
 		return READ_ERROR;
 	for (;;) {
-		if ((res = wait_readable(r)) != READ_LINE)
+		if ((res = wait_readable(r, pfd)) != READ_LINE)
 			return res;
 		n = read(r->opt.fd, r->buf + r->end, room);
 		if (n > 0) {
@@ -269,6 +299,25 @@ reader_bytes(struct reader *r, struct line *out, size_t max)
 	return READ_LINE;
 }
 
+size_t
+reader_start_tls(struct reader *r, struct tls *t)
+{
+	size_t dropped = r->end - r->start;
+
+	r->start = r->end = 0;
+	r->discarding = false;
+	r->at_line_start = true;
+	r->tls = t;
+	return dropped;
+}
+
+long long
+reader_deadline(const struct reader *r)
+{
+	return now_ms() + r->opt.line_timeout_ms < r->session_deadline_ms ?
+	    now_ms() + r->opt.line_timeout_ms : r->session_deadline_ms;
+}
+
 void
 reader_restart_clock(struct reader *r)
 {
@@ -280,6 +329,8 @@ reader_pending(struct reader *r)
 {
 	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLIN };
 
+	if (r->tls != NULL && tls_pending(r->tls) > 0)
+		return true;
 	return r->end > r->start || (!r->eof && poll(&pfd, 1, 0) == 1);
 }
 

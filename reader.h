@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "stop.h"
+#include "tls.h"
 
 #define READER_BUFFER	8192
 /*
@@ -45,6 +46,7 @@ struct reader {
 	size_t	start, end;		/* unread bytes are buf[start..end) */
 	long long line_deadline_ms;	/* monotonic; set when a line starts */
 	long long session_deadline_ms;
+	struct tls *tls;		/* after STARTTLS: every byte comes through it */
 	bool	at_line_start;
 	bool	discarding;		/* skipping the rest of an over-long line */
 	bool	not_socket;		/* recv(2) said ENOTSOCK: poll, then read */
@@ -75,6 +77,17 @@ enum read_result reader_piece(struct reader *r, struct line *out, size_t max);
  */
 enum read_result reader_bytes(struct reader *r, struct line *out, size_t max);
 void reader_restart_clock(struct reader *r);
+
+/* A new line's deadline (CLOCK_MONOTONIC ms), within the session's: for a TLS handshake. */
+long long reader_deadline(const struct reader *r);
+
+/*
+ * STARTTLS succeeded: from now on bytes come decrypted through t. What
+ * the client sent in plain text after the STARTTLS line and we have
+ * already read is thrown away, never answered (CVE-2011-0411, RFC 3207
+ * 4.2); returns how many bytes that was.
+ */
+size_t reader_start_tls(struct reader *r, struct tls *t);
 
 /* Has the client sent bytes not read as a line yet (held here or queued)? */
 bool reader_pending(struct reader *r);

@@ -55,6 +55,8 @@ write_some(struct reply *r, const char *p, size_t n)
 {
 	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLOUT };
 
+	if (r->tls != NULL)
+		return tls_write(r->tls, p, n);
 	if (!r->not_socket) {
 		ssize_t w = send(r->opt.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 
@@ -92,7 +94,9 @@ cap_deadline(struct reply *r, long long deadline, long long now)
 static bool
 wait_writable(struct reply *r, long long *deadline)
 {
-	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLOUT };
+	/* TLS may need to read to write: it says what to wait for. */
+	struct pollfd pfd = r->tls != NULL ? tls_pollfd(r->tls) :
+	    (struct pollfd){ .fd = r->opt.fd, .events = POLLOUT };
 
 	for (;;) {
 		long long now = now_ms(), left;
@@ -127,6 +131,12 @@ reply_flush(struct reply *r)
 	}
 	r->len = 0;
 	return r->failed ? -1 : 0;
+}
+
+void
+reply_start_tls(struct reply *r, struct tls *t)
+{
+	r->tls = t;
 }
 
 int

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "stop.h"
+#include "tls.h"
 
 #define SMTP_REPLY_MAX	512	/* RFC 5321 4.5.3.1.5, code and CRLF included */
 #define REPLY_BUFFER	8192
@@ -29,6 +30,7 @@ struct reply {
 	long long stop_deadline_ms;	/* set when a stop is first seen */
 	bool	failed;		/* a write failed or timed out: the peer is gone */
 	bool	not_socket;	/* fd is a pipe or file: no send(2) */
+	struct tls *tls;	/* after STARTTLS: every byte goes through it */
 	size_t	len;
 	char	buf[REPLY_BUFFER];
 };
@@ -54,6 +56,9 @@ void reply_send_more(struct reply *r, int code, const char *fmt, ...)
  * stop. -1 when the peer is gone or too slow; every later flush is -1 too.
  */
 int reply_flush(struct reply *r);
+
+/* STARTTLS succeeded: from now on every reply goes through t. */
+void reply_start_tls(struct reply *r, struct tls *t);
 
 /*
  * After the last reply: no more output (shutdown(2) SHUT_WR, so the

@@ -6,10 +6,12 @@
  * stop) or at client EOF; a message is acknowledged with 250 only after
  * the content filter, when there is one, has accepted it and
  * maildir_commit() says it is on disk. Only <CRLF>.<CRLF> ends message data
- * (RFC 5321 4.1.1.4, protocol.md 3), so no second transaction can be
- * smuggled inside one. Leaves reading to reader.c, reply formatting and
- * flushing to reply.c, file handling to maildir.c, routing to route.c,
- * running the filter to filter.c.
+ * (RFC 5321 4.1.1.4; doc/smuggling.md) and a BDAT chunk is read by its
+ * count (RFC 3030), so no second transaction can be smuggled inside one;
+ * after STARTTLS nothing sent in plain text is answered (RFC 3207 4.2).
+ * Leaves reading to reader.c, reply formatting and flushing to reply.c,
+ * TLS to tls.c, file handling to maildir.c, routing to route.c, running
+ * the content filter to filter.c.
  */
 #include "session.h"
 
@@ -73,6 +75,7 @@ struct session {
 		bool	closed_by_us;		/* with a 421: linger() */
 		unsigned errors;
 		bool	esmtp;
+		struct tls *tls;		/* after STARTTLS; tls_close at the end */
 		char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
 		const char *verb;		/* the command being answered, for logs */
 		const char *arg;		/* its argument, in the reader: valid until the next read */
@@ -136,6 +139,11 @@ static const struct smtp_reply
     NUL_IN_COMMAND = { 500, "5.5.2", "Syntax error: NUL byte in command" },
     LINE_TOO_LONG = { 500, "5.5.2", "Line too long" },
     NOT_IMPLEMENTED = { 502, "5.5.1", "Command not implemented" },	/* RFC 5321 4.2.4 */
+    SYNTAX_STARTTLS = { 501, "5.5.4", "Syntax: STARTTLS" },
+    TLS_ACTIVE = { 503, "5.5.1", "TLS already active" },
+    TLS_IN_TRANSACTION = { 503, "5.5.1", "MAIL transaction in progress" },	/* Postfix's */
+    TLS_UNAVAILABLE = { 454, "4.7.0", "TLS not available due to local problem" },
+    TLS_REQUIRED = { 530, "5.7.0", "Must issue a STARTTLS command first" },
     SYNTAX_MAIL = { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
     SYNTAX_RCPT = { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
     BAD_SENDER = { 501, "5.1.7", "Bad sender address syntax" },
@@ -309,6 +317,8 @@ handle_ehlo(struct session *s)
 	reply_send_more(&s->out, 250, "SIZE %llu", s->cfg->max_message_size);
 	reply_send_more(&s->out, 250, "8BITMIME");
 	reply_send_more(&s->out, 250, "ENHANCEDSTATUSCODES");
+	if (s->cfg->tls.cert_file != NULL && s->tls == NULL)
+		reply_send_more(&s->out, 250, "STARTTLS");
 	reply_send_more(&s->out, 250, "SMTPUTF8");
 	reply_send(&s->out, 250, NULL, "CHUNKING");
 	return REPLIED;
@@ -449,6 +459,8 @@ handle_mail(struct session *s)
 	size_t params;
 	enum param_result pr;
 
+	if (s->cfg->require_tls && s->tls == NULL)
+		return &TLS_REQUIRED;	/* RFC 3207 4: never for a public MX */
 	/* A UTF-8 sender parses; SMTPUTF8 among the parameters decides below. */
 	if ((r = parse_path_arg(s, &SENDER, true, &from, &params)) != NULL)
 		return r;
@@ -551,16 +563,20 @@ write_trace_headers(struct session *s)
 	char head[2048], date[64];
 	time_t now = time(NULL);
 	struct tm tm;
+	/* RFC 3848 and RFC 6531 protocol names; the S says TLS */
 	const char *with = s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+	char tls[128] = "";
 	int n;
 
+	if (s->tls != NULL)	/* letters, digits, '.', '-', '_' only (tls.h) */
+		snprintf(tls, sizeof(tls), "\n\t(%s %s)", tls_version(s->tls), tls_cipher(s->tls));
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	n = snprintf(head, sizeof(head),
-	    "Return-Path: %s\nReceived: from %s%s%s%s\n\tby %s with %s id %s%s%s; %s\n",
+	    "Return-Path: %s\nReceived: from %s%s%s%s%s\n\tby %s with %s%s id %s%s%s; %s\n",
 	    s->from, s->helo, s->cfg->peer_literal ? " (" : "",
 	    s->cfg->peer_literal ? s->cfg->peer_literal : "", s->cfg->peer_literal ? ")" : "",
-	    s->cfg->hostname, with, s->delivery.id,
+	    tls, s->cfg->hostname, with, s->tls != NULL ? "S" : "", s->delivery.id,
 	    s->nrcpt == 1 ? "\n\tfor " : "", s->nrcpt == 1 ? s->first_rcpt : "", date);
 	if (n > 0 && (size_t)n < sizeof(head)) {
 		maildir_write(&s->delivery, head, (size_t)n);
@@ -670,11 +686,15 @@ log_delivery(struct session *s, const char *result, const char *tail, bool fault
 {
 	char line[8192];
 
-	snprintf(line, sizeof(line), "%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu "
-	    "size=%llu excess-rcpt=%u%s",
-	    result, s->cfg->peer, s->delivery.id, log_quote(s->from, strlen(s->from)),
+	snprintf(line, sizeof(line), "%s peer=%s%s%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu "
+	    "size=%llu excess-rcpt=%u%s%s%s%s%s",
+	    result, s->cfg->peer, s->cfg->proxy != NULL ? " proxy=" : "",
+	    s->cfg->proxy != NULL ? s->cfg->proxy : "", s->delivery.id,
+	    log_quote(s->from, strlen(s->from)),
 	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndests, s->text.size,
-	    s->excess_rcpt, tail);	/* every field is bounded: 8 KiB holds them all */
+	    s->excess_rcpt, s->tls != NULL ? " tls=" : "", s->tls != NULL ? tls_version(s->tls) : "",
+	    s->tls != NULL ? " cipher=" : "", s->tls != NULL ? tls_cipher(s->tls) : "",
+	    tail);	/* every field is bounded: 8 KiB holds them all */
 	if (fault)
 		log_error("%s", line);
 	else
@@ -1028,6 +1048,60 @@ handle_bdat(struct session *s)
 	return r;
 }
 
+/*
+ * RFC 3207: 220, then the handshake on the same connection. Whatever the
+ * client sent after the STARTTLS line is dropped unanswered (CVE-2011-0411);
+ * a failed handshake ends the connection without a plain-text word; a
+ * good one starts the session over (4.2): name, transaction, ESMTP gone.
+ */
+static const struct smtp_reply *
+handle_starttls(struct session *s)
+{
+	const struct stop_wait *stop = s->cfg->stop;
+	char why[256];
+	struct tls *t;
+	enum tls_result r;
+
+	if (s->cfg->tls.cert_file == NULL)
+		return &NOT_IMPLEMENTED;
+	if (s->arg_len > 0)
+		return &SYNTAX_STARTTLS;
+	if (s->tls != NULL)
+		return &TLS_ACTIVE;
+	if (s->state == S_MAIL || s->state == S_RCPT)
+		return &TLS_IN_TRANSACTION;
+	if ((t = tls_accept(&s->cfg->tls, s->in.opt.fd, s->out.opt.fd, why, sizeof(why))) == NULL) {
+		log_error("tls-unavailable peer=%s reason=%s", s->cfg->peer, log_quote(why, strlen(why)));
+		return &TLS_UNAVAILABLE;
+	}
+	if (why[0] != '\0')
+		log_info("tls-warning peer=%s reason=%s", s->cfg->peer, log_quote(why, strlen(why)));
+	s->tls = t;
+	reply_send(&s->out, 220, "2.0.0", "Ready to start TLS");
+	if (reply_flush(&s->out) == -1) {
+		close_not_reading(s);
+		return REPLIED;
+	}
+	log_info("starttls peer=%s dropped=%zu", s->cfg->peer, reader_start_tls(&s->in, t));
+	r = tls_handshake(t, reader_deadline(&s->in), stop != NULL ? stop->flag : NULL,
+	    stop != NULL ? &stop->mask : NULL);
+	if (r != TLS_OK) {
+		log_info("tls-failed peer=%s reason=%s", s->cfg->peer, r == TLS_TIMEOUT ? "timeout" :
+		    r == TLS_STOPPED ? "stopped" : log_quote(tls_error(t), strlen(tls_error(t))));
+		session_close(s, 0, NULL, "TLS handshake failed");
+		s->exit_status = 1;
+		return REPLIED;
+	}
+	reply_start_tls(&s->out, t);
+	log_info("tls peer=%s tls=%s cipher=%s resumed=%s", s->cfg->peer, tls_version(t),
+	    tls_cipher(t), tls_resumed(t) ? "yes" : "no");
+	reset_transaction(s);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	s->state = S_GREETED;
+	return REPLIED;
+}
+
 static const struct smtp_reply *
 handle_rset(struct session *s)
 {
@@ -1059,8 +1133,7 @@ enum group_place { ANYWHERE, LAST_IN_GROUP };
  * state, then runs the handler (or sends the row's reply when the reply is
  * all there is to it), so a handler starts where its command is valid.
  * refused[state] is the reply in a state where the command is not allowed
- * (NULL: allowed), so each keeps the text it has always had. STARTTLS
- * (RFC 3207 4.2: nothing may be pipelined after it) and BDAT will be rows.
+ * (NULL: allowed), so each keeps the text it has always had.
  */
 struct command {
 	const char *verb;
@@ -1082,6 +1155,7 @@ static const struct command commands[] = {
 	{ "DATA", handle_data, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: DATA", .refused = {
 	    [S_GREETED] = &MAIL_FIRST, [S_HELLO] = &MAIL_FIRST, [S_MAIL] = &NO_RECIPIENTS } },
 	{ "BDAT", handle_bdat, ARGS_PARSED, ANYWHERE, .usage = NULL },
+	{ "STARTTLS", handle_starttls, ARGS_PARSED, LAST_IN_GROUP, .usage = NULL },
 	{ "RSET", handle_rset, ARGS_NONE, ANYWHERE, .usage = "Syntax: RSET" },
 	{ "NOOP", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &OK },
 	{ "QUIT", handle_quit, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: QUIT" },
@@ -1097,7 +1171,6 @@ static const struct command commands[] = {
 	{ "ETRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
 	{ "ATRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
 	{ "AUTH", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
-	{ "STARTTLS", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
 };
 
 /* The row's rules, then its handler: exactly one reply either way. */
@@ -1174,13 +1247,18 @@ flush_before_wait(void *arg)
  * then drop our last reply unread (Windows does). So we send our FIN and
  * read until theirs, a bounded while, as Apache's lingering_close does.
  * Not after 221 with nothing pending: a polite client waits for nothing.
+ * Inside TLS, our close_notify goes first (RFC 8446 6.1).
  */
 static void
 linger(struct session *s)
 {
-	if (s->out.failed || (!s->closed_by_us && !reader_pending(&s->in)))
-		return;
-	if (reply_shutdown(&s->out) == 0)
+	bool wanted = !s->out.failed && (s->closed_by_us || reader_pending(&s->in));
+
+	if (s->tls != NULL) {	/* close_notify first, not waiting for the client's */
+		tls_close(s->tls);
+		s->tls = s->in.tls = s->out.tls = NULL;
+	}
+	if (wanted && reply_shutdown(&s->out) == 0)
 		reader_drain(&s->in, LINGER_MS, LINGER_BYTES);
 }
 
@@ -1212,7 +1290,8 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	if (s.dests == NULL) {
 		session_close(&s, 421, "4.3.0", "Out of memory");
 	} else {
-		log_info("connect peer=%s", cfg->peer);
+		log_info("connect peer=%s%s%s", cfg->peer, cfg->proxy != NULL ? " proxy=" : "",
+		    cfg->proxy != NULL ? cfg->proxy : "");
 		reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	}
 	while (s.state != S_CLOSED) {

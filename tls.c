@@ -36,6 +36,7 @@
 #include <openssl/ssl.h>
 
 #include "dynlib.h"
+#include "durable.h"
 
 /*
  * Each pointer has the type of the function it stands for, taken from the
@@ -729,42 +730,6 @@ read_old_keys(const char *path, unsigned char *keys, struct stat *st, char *err,
 	return res;
 }
 
-static int
-write_all(int fd, const unsigned char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w == -1 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* fsync the directory holding path, or the rename may be lost in a crash. */
-static int
-sync_parent(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	size_t len = slash == NULL ? 1 : slash == path ? 1 : (size_t)(slash - path);
-	int fd, res;
-
-	if (len >= sizeof(dir))
-		return -1;
-	memcpy(dir, slash == NULL ? "." : path, len);
-	dir[len] = '\0';
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
-		return -1;
-	res = fsync(fd);
-	close(fd);
-	return res;
-}
-
 /* keys into path through a temporary file and rename, mode 0600, owner kept. */
 static int
 replace_file(const char *path, const unsigned char *keys, const struct stat *old,
@@ -783,7 +748,7 @@ replace_file(const char *path, const unsigned char *keys, const struct stat *old
 	}
 	if (fchmod(fd, 0600) == -1 ||
 	    (old->st_uid != (uid_t)-1 && fchown(fd, old->st_uid, old->st_gid) == -1) ||
-	    write_all(fd, keys, TLS_TICKET_FILE_SIZE) == -1 || fsync(fd) == -1) {
+	    durable_write_all(fd, keys, TLS_TICKET_FILE_SIZE) == -1 || fsync(fd) == -1) {
 		say(err, errlen, "%s: %s", tmp, strerror(errno));
 		close(fd);
 		unlink(tmp);
@@ -794,7 +759,7 @@ replace_file(const char *path, const unsigned char *keys, const struct stat *old
 		unlink(tmp);
 		return -1;
 	}
-	if (sync_parent(path) == -1) {
+	if (durable_sync_parent(path) == -1) {
 		say(err, errlen, "%s: replaced, but its directory cannot be synced: %s",
 		    path, strerror(errno));
 		return -1;

@@ -91,7 +91,10 @@ START_TEST(every_key_reaches_its_field)
 	    "filter /usr/libexec/check  -p\t7830 '' x\n"
 	    "filter-timeout 5\n"
 	    "domain example.org\n"
-	    "mailbox a@example.org /var/mail/a\n"), 0);
+	    "mailbox a@example.org /var/mail/a\n"
+	    "proxy-protocol v2\n"
+	    "proxy-from 192.0.2.0/24\n"
+	    "proxy-from 2001:db8::7\n"), 0);
 	ck_assert_str_eq(c.session.hostname, "mx.example.org");
 	ck_assert_str_eq(c.routes.default_maildir, "/var/mail/all");
 	ck_assert_str_eq(c.user, "nobody");
@@ -112,6 +115,12 @@ START_TEST(every_key_reaches_its_field)
 	ck_assert_uint_eq(c.session.filter_timeout, 5);
 	ck_assert_uint_eq(c.routes.ndomains, 1);
 	ck_assert_ptr_eq(c.session.routes, &c.routes);
+	ck_assert_int_eq(c.proxy_protocol, PROXY_V2);
+	ck_assert_uint_eq(c.nproxy_from, 2);
+	ck_assert_int_eq(c.proxy_from[0].family, AF_INET);
+	ck_assert_uint_eq(c.proxy_from[0].prefix, 24);
+	ck_assert_int_eq(c.proxy_from[1].family, AF_INET6);
+	ck_assert_uint_eq(c.proxy_from[1].prefix, 128);
 	remove_top();
 }
 END_TEST
@@ -130,6 +139,8 @@ START_TEST(defaults_and_options)
 	ck_assert_uint_eq(c.session.filter_timeout, 60);
 	ck_assert_ptr_null(c.routes.delimiters);	/* "+" */
 	ck_assert(!c.routes.create_folders);
+	ck_assert_int_eq(c.proxy_protocol, PROXY_OFF);
+	ck_assert_uint_eq(c.nproxy_from, 0);
 	config_free(&c);
 	config_init(&c);
 	optind = 1;
@@ -147,8 +158,8 @@ START_TEST(single_value_keys_refuse_a_second_line)
 	static const char *const lines[] = {
 		"maildir /m", "hostname mx.example", "user nobody", "recipient-delimiter",
 		"recipient-delimiter -", "create-folders no", "max-message-size 10",
-		"max-recipients 10", "timeout 10", "session-timeout 10", "filter /bin/true",
-		"filter-timeout 10",
+		"max-recipients 10", "timeout 10", "session-timeout 10", "proxy-protocol no",
+		"filter /bin/true", "filter-timeout 10",
 	};
 	char text[256], want[128];
 	size_t n;
@@ -164,7 +175,9 @@ START_TEST(single_value_keys_refuse_a_second_line)
 		refused_with(text, want);
 	}
 	ck_assert_int_eq(load_str("maildir /m\ndomain a.example\ndomain b.example\n"
-	    "mailbox x@a.example /x\nmailbox y@a.example /y\n"), 0);
+	    "mailbox x@a.example /x\nmailbox y@a.example /y\n"
+	    "proxy-from 192.0.2.1\nproxy-from ::1\nproxy-from 192.0.2.1\n"), 0);
+	ck_assert_uint_eq(c.nproxy_from, 3);
 	remove_top();
 }
 END_TEST
@@ -225,6 +238,59 @@ START_TEST(words_and_values)
 }
 END_TEST
 
+/* proxy-protocol's words, proxy-from's addresses, and the one needing the other. */
+START_TEST(proxy_keys)
+{
+	static const char *const modes[] = { "no", "v1", "v2", "any" };
+	char text[128], map[160];
+
+	make_top();
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		snprintf(text, sizeof(text), "maildir /m\nproxy-from 127.0.0.1\nproxy-protocol %s\n",
+		    modes[i]);
+		ck_assert_msg(load_str(text) == 0, "%s: %s", modes[i], c.error);
+		ck_assert_int_eq(c.proxy_protocol, (int)i);
+	}
+	refused_with("maildir /m\nproxy-protocol yes\n",
+	    "line 2: proxy-protocol is no, v1, v2 or any");
+	refused_with("maildir /m\nproxy-protocol V2\n",
+	    "line 2: proxy-protocol is no, v1, v2 or any");
+	refused_with("maildir /m\nproxy-protocol\n", "line 2: proxy-protocol needs a value");
+	refused_with("maildir /m\nproxy-from\n", "line 2: proxy-from needs an address");
+	refused_with("maildir /m\nproxy-from 10.0.0.1 10.0.0.2\n", "line 2: too many words");
+	refused_with("maildir /m\nproxy-from lb.example\n",
+	    "line 2: proxy-from lb.example: not an IPv4 or IPv6 address");
+	refused_with("maildir /m\nproxy-from 10.0.0.0/33\n",
+	    "line 2: proxy-from 10.0.0.0/33: the prefix is a number from 0 to 32");
+	refused_with("maildir /m\nproxy-from 2001:db8::/129\n",
+	    "line 2: proxy-from 2001:db8::/129: the prefix is a number from 0 to 128");
+	refused_with("maildir /m\nproxy-from 10.0.0.1/8\n",
+	    "line 2: proxy-from 10.0.0.1/8 has bits set beyond its prefix (10.0.0.0/8?)");
+	/* Checks of the whole name no line. */
+	ck_assert_int_eq(load_str("maildir /m\nproxy-protocol any\n"), -1);
+	ck_assert_str_eq(c.error, "proxy-protocol needs proxy-from: the balancers' addresses");
+	ck_assert_int_eq(load_str("maildir /m\nproxy-protocol no\nproxy-from 10.0.0.0/8\n"), 0);
+	/* smtpd -C checks them as a session would, and writes no map. */
+	config_free(&c);
+	config_init(&c);
+	write_file("maildir /m\nproxy-protocol v2\nproxy-from 11.0.0.0/7\n", 51);
+	c.config_file = file;
+	c.compile = true;
+	ck_assert_int_eq(config_compile(&c), -1);
+	ck_assert_ptr_nonnull(strstr(c.error, "line 3: proxy-from 11.0.0.0/7 has bits set"));
+	config_free(&c);
+	config_init(&c);
+	write_file("maildir /m\nproxy-protocol v2\n", 29);
+	c.config_file = file;
+	c.compile = true;
+	ck_assert_int_eq(config_compile(&c), -1);
+	ck_assert_str_eq(c.error, "proxy-protocol needs proxy-from: the balancers' addresses");
+	snprintf(map, sizeof(map), "%s.cdb", file);
+	ck_assert_int_eq(access(map, F_OK), -1);
+	remove_top();
+}
+END_TEST
+
 START_TEST(numbers_within_bounds)
 {
 	static const struct {
@@ -257,7 +323,8 @@ END_TEST
 START_TEST(map_stands_for_its_file_only)
 {
 	const char *text = "hostname mx.example\ntimeout 9\nrecipient-delimiter -\n"
-	    "domain example.org\nmailbox a@example.org /a\n";
+	    "domain example.org\nmailbox a@example.org /a\nproxy-protocol v1\n"
+	    "proxy-from 192.0.2.9\nproxy-from 2001:db8::/32\n";
 	char map[160];
 	struct stat st;
 
@@ -280,6 +347,9 @@ START_TEST(map_stands_for_its_file_only)
 	ck_assert_uint_eq(c.session.timeout, 9);
 	ck_assert_str_eq(c.routes.delimiters, "-");
 	ck_assert_str_eq(c.session.hostname, "mx.example");
+	ck_assert_int_eq(c.proxy_protocol, PROXY_V1);
+	ck_assert_uint_eq(c.nproxy_from, 2);
+	ck_assert_uint_eq(c.proxy_from[1].prefix, 32);
 
 	/* Same bytes, new change time: the map no longer vouches for them. */
 	ck_assert_int_eq(chmod(file, 0640), 0);
@@ -359,6 +429,7 @@ config_suite(void)
 	tcase_add_test(tc, single_value_keys_refuse_a_second_line);
 	tcase_add_test(tc, nul_byte_refuses_the_line);
 	tcase_add_test(tc, words_and_values);
+	tcase_add_test(tc, proxy_keys);
 	tcase_add_test(tc, numbers_within_bounds);
 	tcase_add_test(tc, map_stands_for_its_file_only);
 	tcase_add_test(tc, compile_checks_the_filter_and_keeps_it);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -584,7 +585,7 @@ read_one_write(int tcp, const unsigned char *p, size_t len, const struct expect 
 	memcpy(buf + len, EHLO, strlen(EHLO));
 	send_all(fds[1], buf, len + strlen(EHLO));
 	shutdown(fds[1], SHUT_WR);
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, &h), PROXY_READ_OK);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, NULL, &h), PROXY_READ_OK);
 	check_header(&h, len, e);
 	expect_rest(fds[0], EHLO);
 	close(fds[0]);
@@ -648,7 +649,7 @@ read_split_at_every_octet(const unsigned char *p, size_t hlen, const struct expe
 			send_split(fds[1], buf, hlen + strlen(EHLO), split);
 		}
 		close(fds[1]);
-		ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, &h), PROXY_READ_OK);
+		ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, NULL, &h), PROXY_READ_OK);
 		check_header(&h, hlen, e);
 		expect_rest(fds[0], EHLO);
 		close(fds[0]);
@@ -684,7 +685,7 @@ START_TEST(read_a_header_one_octet_per_write)
 		_exit(send(fds[1], EHLO, strlen(EHLO), 0) == (ssize_t)strlen(EHLO) ? 0 : 1);
 	}
 	close(fds[1]);
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_V1, 5000, &h), PROXY_READ_OK);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_V1, 5000, NULL, &h), PROXY_READ_OK);
 	check_header(&h, strlen(v1_tcp4), &v1_valid[0].e);
 	expect_rest(fds[0], EHLO);
 	close(fds[0]);
@@ -701,13 +702,13 @@ START_TEST(read_a_truncated_header_then_eof)
 	open_pair(fds, _i & 1);
 	send_all(fds[1], v1_tcp4, 20);
 	shutdown(fds[1], SHUT_WR);
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, &h), PROXY_READ_TRUNCATED);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, NULL, &h), PROXY_READ_TRUNCATED);
 	ck_assert_str_eq(h.reason, "closed inside the header");
 	close(fds[0]);
 	close(fds[1]);
 	open_pair(fds, _i & 1);
 	shutdown(fds[1], SHUT_WR);
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, &h), PROXY_READ_TRUNCATED);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, NULL, &h), PROXY_READ_EOF);
 	ck_assert_str_eq(h.reason, "closed before the header");
 	close(fds[0]);
 	close(fds[1]);
@@ -721,9 +722,9 @@ START_TEST(read_gives_up_at_the_deadline)
 	int fds[2];
 
 	open_pair(fds, _i & 1);
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 50, &h), PROXY_READ_TIMEOUT);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 50, NULL, &h), PROXY_READ_TIMEOUT);
 	send_all(fds[1], SIG, 12);
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 50, &h), PROXY_READ_TIMEOUT);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 50, NULL, &h), PROXY_READ_TIMEOUT);
 	ck_assert_str_eq(h.reason, "no complete header in time");
 	close(fds[0]);
 	close(fds[1]);
@@ -737,14 +738,54 @@ START_TEST(read_refuses_a_client_speaking_first)
 
 	open_pair(fds, _i & 1);
 	send_all(fds[1], EHLO, strlen(EHLO));
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, &h), PROXY_READ_MALFORMED);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, NULL, &h), PROXY_READ_MALFORMED);
 	ck_assert_str_eq(h.reason, "not a PROXY header");
 	close(fds[0]);
 	close(fds[1]);
 	open_pair(fds, _i & 1);
 	send_all(fds[1], "PROXY UNKNOWN\n" EHLO, 14 + strlen(EHLO));
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, &h), PROXY_READ_MALFORMED);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, NULL, &h), PROXY_READ_MALFORMED);
 	ck_assert_str_eq(h.reason, "v1: a bare LF");
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
+static volatile sig_atomic_t stopped;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopped = 1;
+}
+
+/*
+ * A stop that came while it was blocked, before the wait began, is taken
+ * by the wait itself (ppoll's mask), not left pending for the whole
+ * deadline: smtpd blocks its stop signals around proxy_read.
+ */
+START_TEST(read_takes_a_stop_pending_before_the_wait)
+{
+	struct sigaction sa;
+	struct proxy_header h;
+	sigset_t stops, old;
+	int fds[2];
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;	/* no SA_RESTART, as smtpd's */
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGTERM, &sa, NULL), 0);
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	ck_assert_int_eq(sigprocmask(SIG_BLOCK, &stops, &old), 0);
+	open_pair(fds, _i & 1);
+	ck_assert_int_eq(raise(SIGTERM), 0);
+	ck_assert_int_eq(stopped, 0);
+	/* Far past the test's own timeout: only the signal can end this wait. */
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 600000, &old, &h), PROXY_READ_ERROR);
+	ck_assert_str_eq(h.reason, "interrupted by a signal");
+	ck_assert_int_eq(stopped, 1);
 	close(fds[0]);
 	close(fds[1]);
 }
@@ -757,7 +798,7 @@ START_TEST(read_says_a_pipe_is_not_a_socket)
 
 	ck_assert_int_eq(pipe(fds), 0);
 	ck_assert_int_eq(write(fds[1], v1_tcp4, strlen(v1_tcp4)), (ssize_t)strlen(v1_tcp4));
-	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, &h), PROXY_READ_ERROR);
+	ck_assert_int_eq(proxy_read(fds[0], PROXY_ANY, 5000, NULL, &h), PROXY_READ_ERROR);
 	ck_assert_str_eq(h.reason, "not a socket");
 	close(fds[0]);
 	close(fds[1]);
@@ -1028,6 +1069,7 @@ proxy_suite(void)
 	tcase_add_loop_test(rd, read_a_truncated_header_then_eof, 0, 2);
 	tcase_add_loop_test(rd, read_gives_up_at_the_deadline, 0, 2);
 	tcase_add_loop_test(rd, read_refuses_a_client_speaking_first, 0, 2);
+	tcase_add_loop_test(rd, read_takes_a_stop_pending_before_the_wait, 0, 2);
 	tcase_add_test(rd, read_says_a_pipe_is_not_a_socket);
 	tcase_set_timeout(rd, 60);
 	suite_add_tcase(s, rd);

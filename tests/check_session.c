@@ -76,6 +76,7 @@ static const struct exchange exchanges[] = {
 	{ EHLO "MAIL FROM:<a@example.org> SMTPUTF8=yes\r\n", 2, "501 5.5.4 Bad MAIL parameter syntax" },
 	{ EHLO "MAIL FROM:<a@example.org> BODY=8BITMIME\r\n", 2, "250 2.1.0 Ok" },
 	{ EHLO "MAIL FROM:<a@example.org> BODY=7bit\r\n", 2, "250 2.1.0 Ok" },
+	/* RFC 3030: CHUNKING without BINARYMIME, whose body LF storage would change. */
 	{ EHLO "MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n", 2, "555 5.5.4 BODY=BINARYMIME not supported" },
 	{ EHLO "MAIL FROM:<j\xc3\xb8rn@example.org>\r\n", 2,
 	    "553 5.6.7 Must declare SMTPUTF8 to send a UTF-8 address" },
@@ -114,6 +115,28 @@ static const struct exchange exchanges[] = {
 	/* Commands after a group-ending one are answered normally. */
 	{ "NOOP\r\nNOOP\r\nQUIT\r\n", 2, "250 2.0.0 Ok" },
 	{ EHLO "NOOP\r\n" "VRFY x\r\n", 3, "252 2.5.2 Cannot VRFY user, but will accept message" },
+	/* BDAT (RFC 3030): exactly SIZE octets follow, never read as commands. */
+	{ EHLO MAIL RCPT "BDAT 6\r\nNOOP\r\nNOOP\r\n", 4, "250 2.0.0 6 octets received" },
+	{ EHLO MAIL RCPT "BDAT 6\r\nNOOP\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	{ EHLO MAIL RCPT "BDAT 6\r\nNOOP\r\nNOOP\r\n", 6, "" },
+	{ EHLO MAIL RCPT "BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	{ EHLO MAIL RCPT "bdat 0 last\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	/* A refused chunk is consumed all the same. */
+	{ EHLO "BDAT 6\r\nQUIT\r\nNOOP\r\n", 2, "503 5.5.1 MAIL first" },
+	{ EHLO "BDAT 6\r\nQUIT\r\nNOOP\r\n", 3, "250 2.0.0 Ok" },
+	{ EHLO MAIL "BDAT 6\r\nQUIT\r\n", 3, "554 5.5.1 No valid recipients" },
+	{ EHLO MAIL "BDAT 6\r\nQUIT\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", 4,
+	    "503 5.5.1 Chunk discarded after an earlier error" },
+	{ EHLO MAIL "BDAT 6\r\nQUIT\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	/* Inside a BDAT transaction. */
+	{ EHLO MAIL RCPT "BDAT 1\r\nxDATA\r\n", 5, "503 5.5.1 DATA after BDAT" },
+	{ EHLO MAIL RCPT "BDAT 1\r\nxRCPT TO:<c@example.org>\r\n", 5, "503 5.5.1 RCPT after BDAT" },
+	{ EHLO MAIL RCPT "BDAT 1\r\nx" MAIL, 5, "503 5.5.1 Nested MAIL command" },
+	{ EHLO MAIL RCPT "BDAT 1\r\nxRSET\r\nBDAT 1 LAST\r\nx", 6, "503 5.5.1 MAIL first" },
+	/* A size that cannot be read: where the next command starts is unknown. */
+	{ EHLO MAIL RCPT "BDAT 1x\r\nNOOP\r\n", 4, "501 5.5.4 Syntax: BDAT size [LAST]" },
+	{ EHLO MAIL RCPT "BDAT 1x\r\nNOOP\r\n", 5, "421 4.7.0 mx.example Error: BDAT chunk size unknown" },
+	{ EHLO MAIL RCPT "BDAT 1x\r\nNOOP\r\n", 6, "" },
 };
 
 /* Every exchange twice: input whole, then one byte per read(2). */
@@ -237,7 +260,7 @@ static const struct data_case data_cases[] = {
 	D("a\nb\r\n.\r\n", "a\nb\n"),		/* bare LF ends a stored line */
 	D("a\rb\r\n.\r\n", "a\rb\n"),		/* bare CR is kept */
 	D("8bit \xe9\xff\x01\r\n.\r\n", "8bit \xe9\xff\x01\n"),
-	/* Smuggling (protocol.md 3.3): none of these ends the data. */
+	/* SMTP smuggling sequences 1-10 of doc/smuggling.md: none of these ends the data. */
 	D("a\n.\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
 	D("a\n.\r\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
 	D("a\r\n.\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
@@ -572,6 +595,66 @@ START_TEST(table_rules_count_one_error_each)
 END_TEST
 
 /*
+ * Storage at chunk boundaries (issue 12): the message cut in two at every
+ * position (of a CRLF, right after a bare CR, inside a UTF-8 sequence),
+ * read whole and one byte per read, is stored as if sent in one piece.
+ */
+static const char cut_text[] = "Subject: cut\r\n\r\na\r\nb\rc\r\r\n\xc3\xa9\xe2\x82\xac\r\n.\r\n";
+static const char cut_stored[] = "Subject: cut\n\na\nb\rc\r\n\xc3\xa9\xe2\x82\xac\n.\n";
+
+START_TEST(bdat_cut_anywhere_is_stored_as_sent)
+{
+	size_t cut = (size_t)_i / 2 + 1, len = sizeof(cut_text) - 1;
+	char input[512], want[64], *m;
+	struct harness h;
+	int n;
+
+	n = snprintf(input, sizeof(input), EHLO MAIL RCPT "BDAT %zu\r\n%.*sBDAT %zu LAST\r\n%s",
+	    cut, (int)cut, cut_text, len - cut, cut_text + cut);
+	ck_assert(n > 0 && (size_t)n < sizeof(input));
+	harness_init(&h);
+	routes_finish(&h.routes);
+	harness_run(&h, input, (size_t)n, _i % 2 ? 1 : 0);
+	snprintf(want, sizeof(want), "250 2.0.0 %zu octets received", cut);
+	ck_assert_str_eq(harness_reply(&h, 4), want);
+	ck_assert_msg(strncmp(harness_reply(&h, 5), "250 2.0.0 ", 10) == 0, "%s", harness_reply(&h, 5));
+	ck_assert_str_eq(harness_reply(&h, 6), "");	/* nothing in the chunks answered */
+	m = harness_message(&h, NULL, NULL);
+	ck_assert_msg(m != NULL, "cut at %zu: replies %s / %s", cut, harness_reply(&h, 4),
+	    harness_reply(&h, 5));
+	ck_assert_msg(strstr(m, "\nSubject: cut\n") != NULL &&
+	    strcmp(strstr(m, "\nSubject: cut\n") + 1, cut_stored) == 0, "cut at %zu: %s", cut, m);
+	free(m);
+	harness_finish(&h);
+}
+END_TEST
+
+/* RFC 5321 6.3 on BDAT: 100 Received lines, one cut inside "Received:". */
+START_TEST(bdat_mail_loop_is_refused)
+{
+	struct harness h;
+	char head[8192], input[8400];
+	size_t n = 0;
+	int k;
+
+	for (int i = 0; i < 100; i++)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "Received: from x by y\r\n");
+	n += (size_t)snprintf(head + n, sizeof(head) - n, "\r\nbody\r\n");
+	k = snprintf(input, sizeof(input), EHLO MAIL RCPT "BDAT 30\r\n%.30sBDAT %zu LAST\r\n%s",
+	    head, n - 30, head + 30);
+	ck_assert(k > 0 && (size_t)k < sizeof(input));
+	harness_init(&h);
+	routes_finish(&h.routes);
+	harness_run(&h, input, (size_t)k, (size_t)_i);
+	ck_assert_str_eq(harness_reply(&h, 4), "250 2.0.0 30 octets received");
+	ck_assert_str_eq(harness_reply(&h, 5), "554 5.4.6 Too many hops: mail loop?");
+	ck_assert_int_eq(harness_count(&h, "new"), 0);
+	ck_assert_int_eq(harness_count(&h, "tmp"), 0);
+	harness_finish(&h);
+}
+END_TEST
+
+/*
  * Content filters (issue 13): a sh script in the test's directory ($D),
  * run by the session as smtpd runs it, for every message of the run.
  */
@@ -834,6 +917,9 @@ session_suite(void)
 	tcase_add_test(tc, routing_sends_each_maildir_one_copy);
 	tcase_add_test(tc, unwritable_maildir_gets_451_and_the_session_goes_on);
 	tcase_add_test(tc, mail_loop_is_refused);
+	tcase_add_loop_test(tc, bdat_cut_anywhere_is_stored_as_sent, 0,
+	    2 * (int)(sizeof(cut_text) - 2));
+	tcase_add_loop_test(tc, bdat_mail_loop_is_refused, 0, 2);
 	tcase_add_test(tc, filter_fields_follow_our_received_line);
 	tcase_add_test(tc, filter_environment_describes_the_transaction);
 	tcase_add_test(tc, filter_refusal_is_554_with_its_text);

@@ -18,10 +18,10 @@ HELLO = b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>
 SMUGGLED = (b"MAIL FROM:<s@example.org>\r\nRCPT TO:<r@example.org>\r\nDATA\r\n"
             b"Subject: smuggled\r\n\r\nx\r\n.\r\n")
 
-# protocol.md 3.3, items 1-10: none of these may end the data.
+# doc/smuggling.md, sequences 1-10: none of these may end the data.
 FAKE_ENDS = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r.\n", b"\n.\r", b"\r.\r\n",
              b"\r\n.\r", b"\r\n.\r\r\n", b"\r\r\n.\r\r\n", b"\r\n\x00.\r\n", b"\r\n.\x00\r\n",
-             # item 11: controls, ordinary data
+             # sequence 11: controls, ordinary data
              b"\r\n..\r\n", b"\r\n. \r\n", b"\r\n.x\r\n"]
 
 
