@@ -197,15 +197,20 @@ complete_dirs(int dirfd)
 	int err;
 
 	for (size_t i = 0; i < 3; i++) {
-		if (fstatat(dirfd, subdirs[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			if (!S_ISDIR(st.st_mode)) {
-				errno = ENOTDIR;
+		if (fstatat(dirfd, subdirs[i], &st, AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno != ENOENT)
 				goto undo;
+			if (mkdirat(dirfd, subdirs[i], 0700) == 0) {
+				made[i] = any = true;
+				continue;
 			}
-		} else if (errno != ENOENT || mkdirat(dirfd, subdirs[i], 0700) == -1) {
+			/* EEXIST: another session made it between our look and ours. */
+			if (errno != EEXIST || fstatat(dirfd, subdirs[i], &st, AT_SYMLINK_NOFOLLOW) == -1)
+				goto undo;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			errno = ENOTDIR;
 			goto undo;
-		} else {
-			made[i] = any = true;
 		}
 	}
 	if (!any || fsync(dirfd) == 0)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "maildir.h"
@@ -490,6 +491,38 @@ START_TEST(a_failed_insert_fails_the_commit)
 }
 END_TEST
 
+/*
+ * Another session makes the Maildir's subdirectory between our look and
+ * our mkdirat: this definition stands in for libc's in this program, makes
+ * the directory first while race_name is set, then lets the real call fail
+ * with EEXIST.
+ */
+static const char *race_name;
+
+int
+mkdirat(int dirfd, const char *name, mode_t mode)
+{
+	if (race_name != NULL && strcmp(name, race_name) == 0) {
+		race_name = NULL;
+		syscall(SYS_mkdirat, dirfd, name, mode);
+	}
+	return (int)syscall(SYS_mkdirat, dirfd, name, mode);
+}
+
+START_TEST(a_maildir_made_by_two_sessions_at_once_is_used)
+{
+	const char *dirs[] = { dir_b };
+
+	race_name = "new";	/* tmp/ is ours, new/ the other session's */
+	ck_assert_int_eq(harness_begin(&d, dirs, 1), DELIVER_OK);
+	maildir_write(&d, "hello\n", 6);
+	ck_assert_int_eq(maildir_commit(&d), DELIVER_OK);
+	ck_assert_int_eq(count(dir_b, "new"), 1);
+	ck_assert_int_eq(count(dir_b, "tmp"), 0);
+	ck_assert_int_eq(count(dir_b, "cur"), 0);
+}
+END_TEST
+
 static Suite *
 maildir_suite(void)
 {
@@ -513,6 +546,7 @@ maildir_suite(void)
 	tcase_add_test(tc, insert_goes_after_the_trace_lines_in_every_copy);
 	tcase_add_test(tc, insert_then_abort_leaves_nothing);
 	tcase_add_test(tc, a_failed_insert_fails_the_commit);
+	tcase_add_test(tc, a_maildir_made_by_two_sessions_at_once_is_used);
 	suite_add_tcase(s, tc);
 	return s;
 }
