@@ -4,7 +4,7 @@ CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 OBJS    = config.o session.o reader.o reply.o stop.o maildir.o address.o route.o log.o \
-          libsystemd.o dynlib.o proxy.o filter.o tls.o durable.o
+          libsystemd.o dynlib.o proxy.o filter.o tls.o durable.o text.o
 TESTS   = tests/check_reply tests/check_reader tests/check_config \
           tests/check_maildir tests/check_session \
           tests/check_address tests/check_log tests/check_route tests/check_proxy \

@@ -32,6 +32,7 @@
 #include "maildir.h"
 #include "reader.h"
 #include "reply.h"
+#include "text.h"
 
 #define DATA_PIECE	READER_BUFFER	/* longer data lines pass in pieces */
 #define ERROR_LIMIT	20	/* Postfix's smtpd_hard_error_limit */
@@ -49,18 +50,6 @@ enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
 struct destination {
 	char	*maildir;		/* owned: freed by reset_transaction */
 	char	folder[ROUTE_FOLDER_MAX];	/* "" or the ".TAG" the route named */
-};
-
-/* The client's text as it is stored, across DATA lines or BDAT chunks. */
-struct text {
-	unsigned long long size;	/* octets counted against max-message-size */
-	unsigned hops;			/* Received fields in the client's header */
-	bool	too_big;		/* past max-message-size: nothing more is stored */
-	bool	started;		/* a line has begun: the next is not the first */
-	bool	line_start, in_header;
-	bool	cr_held;		/* BDAT: a chunk ended in CR, maybe half of CRLF */
-	size_t	held;			/* BDAT: head[0..held) starts a header line */
-	char	head[9];		/* strlen("Received:") */
 };
 
 struct session {
@@ -586,60 +575,6 @@ write_trace_headers(struct session *s)
 }
 
 /*
- * A line of the client's header section; false once it has ended. Counts
- * Received fields (RFC 5321 6.3). Our trace fields come first and must stay
- * as written, but a first line starting with SP or HTAB would be read as
- * part of our Received field (RFC 5322 2.2.3 folding: a forged comment or
- * date). Such a line cannot start a field, so the client sent no header:
- * like Postfix's smtpd, store an empty line before it, making it body.
- */
-static bool
-header_line(struct session *s, const char *p, size_t n)
-{
-	if (n == 0)
-		return false;
-	if (!s->text.started && (p[0] == ' ' || p[0] == '\t')) {
-		maildir_write(&s->delivery, "\n", 1);
-		return false;
-	}
-	if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
-		s->text.hops++;
-	return true;
-}
-
-/* Store a line (LF added when complete) or a piece of one, unless too big. */
-static void
-write_text(struct session *s, const char *p, size_t n, bool complete)
-{
-	s->text.started = true;
-	if (!s->text.too_big) {
-		maildir_write(&s->delivery, p, n);
-		if (complete)
-			maildir_write(&s->delivery, "\n", 1);
-	}
-	s->text.line_start = complete;
-}
-
-/* A line or piece at its place in the message: header lines are judged first. */
-static void
-store_text(struct session *s, const char *p, size_t n, bool complete)
-{
-	if (s->text.line_start && s->text.in_header)
-		s->text.in_header = header_line(s, p, n);
-	write_text(s, p, n, complete);
-}
-
-/* Past max-message-size: say so once and free the disk now. */
-static void
-mark_too_big(struct session *s)
-{
-	if (!s->text.too_big) {
-		s->text.too_big = true;
-		maildir_abort(&s->delivery);
-	}
-}
-
-/*
  * Read message data up to <CRLF>.<CRLF>, the only end of data (RFC 5321
  * 4.1.1.4): a "." line ends it only when it and the line before both ended
  * in CRLF. Bare LF ends a stored line but never the data; bare CR is kept
@@ -674,8 +609,8 @@ receive_data(struct session *s)
 		}
 		s->text.size += n + (line.complete ? 2 : 0);
 		if (s->text.size > s->cfg->max_message_size)
-			mark_too_big(s);
-		store_text(s, p, n, line.complete);
+			text_too_big(&s->text);
+		text_line(&s->text, p, n, line.complete);
 		prev_crlf = line.crlf;
 	}
 }
@@ -846,7 +781,7 @@ begin_message(struct session *s)
 		return r == DELIVER_NOSPACE ? &NO_SPACE : &STAGING_FAILED;
 	}
 	write_trace_headers(s);
-	s->text.line_start = s->text.in_header = true;
+	text_begin(&s->text, &s->delivery);
 	return NULL;
 }
 
@@ -870,80 +805,6 @@ handle_data(struct session *s)
 }
 
 /*
- * BDAT octets are stored by DATA's rules, with no dot-stuffing to undo
- * (RFC 3030 2): CRLF and bare LF end a stored line, a bare CR is kept, and
- * a CR that ends one chunk pairs with an LF that starts the next. The start
- * of a header line shorter than "Received:" is held until it can be judged.
- */
-static void
-store_piece(struct session *s, const char *p, size_t n, bool complete)
-{
-	struct text *t = &s->text;
-
-	if (t->held > 0 || (t->line_start && t->in_header && !complete && n < sizeof(t->head))) {
-		size_t m = n < sizeof(t->head) - t->held ? n : sizeof(t->head) - t->held;
-
-		memcpy(t->head + t->held, p, m);
-		t->held += m;
-		p += m;
-		n -= m;
-		if (!complete && t->held < sizeof(t->head))
-			return;
-		store_text(s, t->head, t->held, false);
-		t->held = 0;
-	}
-	if (n > 0 || complete)
-		store_text(s, p, n, complete);
-}
-
-static void
-store_octets(struct session *s, const char *p, size_t n)
-{
-	if (n > 0 && s->text.cr_held) {
-		s->text.cr_held = false;
-		if (p[0] == '\n') {
-			store_piece(s, p, 0, true);
-			p++;
-			n--;
-		} else {
-			store_piece(s, "\r", 1, false);
-		}
-	}
-	while (n > 0) {
-		const char *lf = memchr(p, '\n', n);
-		size_t k = lf != NULL ? (size_t)(lf - p) : n;
-
-		if (lf != NULL) {
-			store_piece(s, p, k > 0 && p[k - 1] == '\r' ? k - 1 : k, true);
-			k++;
-		} else {
-			s->text.cr_held = p[k - 1] == '\r';
-			store_piece(s, p, k - s->text.cr_held, false);
-		}
-		p += k;
-		n -= k;
-	}
-}
-
-/*
- * The last chunk is in: what was held for the next one is plain text, and
- * a last line without an end gets one, as Postfix stores it, so every
- * stored message ends in a newline.
- */
-static void
-end_octets(struct session *s)
-{
-	if (s->text.cr_held)
-		store_piece(s, "\r", 1, false);
-	if (s->text.held > 0)
-		store_text(s, s->text.head, s->text.held, false);
-	s->text.cr_held = false;
-	s->text.held = 0;
-	if (!s->text.line_start)
-		write_text(s, "", 0, true);
-}
-
-/*
  * Read exactly n octets, stored when keep, else thrown away: a refused
  * chunk is still consumed (RFC 3030 2), so its bytes are never commands.
  * The line timeout runs per CHUNK_CLOCK octets: a steady slow sender of a
@@ -964,7 +825,7 @@ read_chunk(struct session *s, unsigned long long n, bool keep)
 		}
 		n -= piece.len;
 		if (keep)
-			store_octets(s, piece.bytes, piece.len);
+			text_octets(&s->text, piece.bytes, piece.len);
 		if ((since_clock += piece.len) >= CHUNK_CLOCK) {
 			reader_restart_clock(&s->in);
 			since_clock = 0;
@@ -1016,7 +877,7 @@ accept_chunk(struct session *s, unsigned long long size)
 	}
 	/* max-message-size counts octets as sent (RFC 1870), our trace lines not. */
 	if (size > s->cfg->max_message_size - s->text.size) {
-		mark_too_big(s);
+		text_too_big(&s->text);
 		return &TOO_BIG;
 	}
 	s->text.size += size;
@@ -1044,7 +905,7 @@ handle_bdat(struct session *s)
 		return REPLIED;
 	}
 	if (r == NULL) {
-		end_octets(s);
+		text_end(&s->text);
 		r = finish_message(s);
 	}
 	if (last && s->chunking)
