@@ -4,12 +4,15 @@ Every server is started by the test, talks over a pipe, a socketpair or a
 loopback TCP connection, and is waited for (or killed) by its pid. Every
 loop is bounded in count and time. No DNS: names are given explicitly.
 """
+import fcntl
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 
 SMTPD = os.path.abspath(os.environ.get("SMTPD", "./smtpd"))
@@ -156,8 +159,10 @@ def replies(raw):
     return out
 
 
-def read_until(sock, want, limit=5.0):
-    """Read until `want` (bytes) has been seen or limit seconds pass."""
+def read_until(sock, want, limit=30.0):
+    """Read until `want` (bytes) has been seen, EOF, or limit seconds pass.
+    The limit only bounds a hang: a passing test never reaches it, so it is
+    generous enough for a loaded machine."""
     sock.settimeout(0.2)
     buf = b""
     end = time.monotonic() + limit
@@ -174,9 +179,81 @@ def read_until(sock, want, limit=5.0):
     return buf
 
 
-def read_all(sock, limit=5.0):
+def read_all(sock, limit=30.0):
     """Read until EOF or limit seconds pass."""
     return read_until(sock, b"\0never\0", limit)
+
+
+def send_while_open(sock, data):
+    """sendall, but a server that has rightly gone (after a 421, a stop, an
+    error limit) is an outcome, not an error: returns False when it had."""
+    try:
+        sock.sendall(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+
+
+def shut(sock):
+    """We have nothing more to say: EOF for a server that drains our input
+    before it closes (a lingering close), whatever state the socket is in."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def proc_state(pid):
+    """(state letter, system call) of a live process from /proc: state S and
+    a syscall number mean it sleeps in that call; None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open("/proc/%d/syscall" % pid) as f:
+            call = f.read().split()[0]
+    except (OSError, IndexError):
+        return None
+    return state, call
+
+
+def unread(sock):
+    """Bytes we sent on sock that the other end has not read yet: SIOCOUTQ
+    on a socketpair (the kernel frees our bytes only once they are read),
+    the peer's receive queue in /proc/net/tcp for loopback TCP."""
+    if sock.family == socket.AF_UNIX:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    mine, theirs = sock.getsockname()[1], sock.getpeername()[1]
+    total = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            next(f)
+            for line in f:
+                w = line.split()
+                if (int(w[1].rsplit(":", 1)[1], 16) == theirs and
+                        int(w[2].rsplit(":", 1)[1], 16) == mine):
+                    total += int(w[4].split(":")[1], 16)
+    return total
+
+
+def wait_idle(pid, sock=None, limit=30.0):
+    """Wait until smtpd has read all we sent on sock and sleeps in a system
+    call: it waits for more input (or to write, if we do not read). The
+    observable moment a test means by "while idle" or "mid-DATA"; a bounded
+    poll of /proc, never a guessed sleep."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        st = proc_state(pid)
+        if st is None:
+            raise Failed("pid %d ended while we waited for it to be idle" % pid)
+        if st[0] == "S" and st[1] != "running" and (sock is None or unread(sock) == 0):
+            # Twice in a row: a sleep on the way to the wait (a page of the
+            # binary read in, say) must not pass for the wait itself.
+            time.sleep(0.005)
+            st = proc_state(pid)
+            if st is not None and st[0] == "S" and (sock is None or unread(sock) == 0):
+                return
+        time.sleep(0.002)
+    raise Failed("pid %d not idle within %.0f s: %r" % (pid, limit, proc_state(pid)))
 
 
 def wait(p, limit):
