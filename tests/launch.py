@@ -392,3 +392,25 @@ def launcher_suite(start):
         finally:
             box.close()
     return [("real clients", clients)]
+
+
+def group_state(pgid, port):
+    """listening (a process of group pgid listens on TCP port), waiting, or
+    gone (its leader pgid has exited)."""
+    try:
+        with open("/proc/%d/stat" % pgid) as f:
+            gone = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        gone = True
+    if gone:
+        return "gone"
+    socks = tcp_sockets(lambda local, remote, st: local == port and st == "0A")
+    return "listening" if holders(group_members(pgid), socks) else "waiting"
+
+
+if __name__ == "__main__":
+    # For the shell tests: launch.py state PGID PORT
+    if len(sys.argv) == 4 and sys.argv[1] == "state":
+        print(group_state(int(sys.argv[2]), int(sys.argv[3])))
+    else:
+        sys.exit("usage: launch.py state PGID PORT")
