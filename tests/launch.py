@@ -267,7 +267,7 @@ def send_smtplib(port, sender, rcpts, body, host="127.0.0.1"):
         check(refused == {}, "smtplib: refused %r" % refused)
 
 
-def run(argv, limit=30, data=None):
+def run(argv, limit=180, data=None):
     p = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=limit)
     if p.returncode != 0:
@@ -293,7 +293,7 @@ def send_swaks(port, sender, rcpt, body, pipeline=False, host="127.0.0.1"):
 
 def send_curl(port, sender, rcpts, body, host="127.0.0.1"):
     """One message with curl's smtp:// (the path names our HELO)."""
-    argv = ["curl", "--silent", "--show-error", "--max-time", "20",
+    argv = ["curl", "--silent", "--show-error", "--max-time", "120",
             "smtp://%s:%d/%s" % (host, port, HELO), "--mail-from", sender]
     for r in rcpts:
         argv += ["--mail-rcpt", r]

@@ -6,6 +6,7 @@ loop is bounded in count and time. No DNS: names are given explicitly.
 """
 import fcntl
 import os
+import select
 import shutil
 import socket
 import struct
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 
 SMTPD = os.path.abspath(os.environ.get("SMTPD", "./smtpd"))
@@ -163,25 +165,52 @@ def read_until(sock, want, limit=30.0):
     """Read until `want` (bytes) has been seen, EOF, or limit seconds pass.
     The limit only bounds a hang: a passing test never reaches it, so it is
     generous enough for a loaded machine."""
+    before = sock.gettimeout()
     sock.settimeout(0.2)
     buf = b""
     end = time.monotonic() + limit
-    while want not in buf and time.monotonic() < end:
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        buf += chunk
+    try:
+        while want not in buf and time.monotonic() < end:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        sock.settimeout(before)
     return buf
 
 
 def read_all(sock, limit=30.0):
     """Read until EOF or limit seconds pass."""
     return read_until(sock, b"\0never\0", limit)
+
+
+def feed(sock, data):
+    """Write data from a thread while the caller reads (no deadlock when
+    smtpd's replies fill our buffer); returns the thread. Plain write(2) and
+    select(2) on the descriptor: the caller's socket timeouts switch the
+    shared file's O_NONBLOCK on and off, and a sendall that began under a
+    0.2 s timeout would give up after 0.2 s whatever smtpd's pace. Ends
+    quietly when smtpd has gone."""
+    fd = sock.fileno()
+
+    def run():
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view[:65536]):]
+            except BlockingIOError:
+                select.select([], [fd], [], 1.0)
+            except OSError:	# EPIPE, ECONNRESET: smtpd has rightly gone
+                return
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    return th
 
 
 def send_while_open(sock, data):

@@ -34,7 +34,10 @@ i=0
 until [ "$(state)" = listening ]; do
 	if [ "$(state)" = gone ]; then
 		wait "$pid" 2>/dev/null || true
-		grep -q "in use" "$dir/serve.log" && [ "$tries" -lt 5 ] || { pid=""; fail "./serve exited"; }
+		if ! grep -q "in use" "$dir/serve.log" || [ "$tries" -ge 5 ]; then
+			pid=""
+			fail "./serve exited"
+		fi
 		tries=$((tries + 1))
 		start
 		continue
