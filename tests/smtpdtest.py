@@ -190,7 +190,7 @@ def read_all(sock, limit=30.0):
     return read_until(sock, b"\0never\0", limit)
 
 
-def feed(sock, data):
+def feed(sock, data, chunk=65536):
     """Write data from a thread while the caller reads (no deadlock when
     smtpd's replies fill our buffer); returns the thread. Plain write(2) and
     select(2) on the descriptor: the caller's socket timeouts switch the
@@ -203,7 +203,7 @@ def feed(sock, data):
         view = memoryview(data)
         while view:
             try:
-                view = view[os.write(fd, view[:65536]):]
+                view = view[os.write(fd, view[:chunk]):]
             except BlockingIOError:
                 select.select([], [fd], [], 1.0)
             except OSError:	# EPIPE, ECONNRESET: smtpd has rightly gone
