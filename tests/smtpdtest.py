@@ -238,10 +238,13 @@ def proc_state(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    try:	# needs the right to trace pid: ours as its parent, or root
         with open("/proc/%d/syscall" % pid) as f:
             call = f.read().split()[0]
     except (OSError, IndexError):
-        return None
+        call = "?"
     return state, call
 
 
