@@ -3,18 +3,23 @@
 CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
-OBJS    = session.o reader.o reply.o maildir.o address.o route.o log.o libsystemd.o dynlib.o
-TESTS   = tests/check_reply tests/check_reader \
+OBJS    = config.o session.o reader.o reply.o stop.o maildir.o address.o route.o log.o \
+          libsystemd.o dynlib.o proxy.o filter.o tls.o durable.o
+TESTS   = tests/check_reply tests/check_reader tests/check_config \
           tests/check_maildir tests/check_session \
-          tests/check_address tests/check_log tests/check_route
+          tests/check_address tests/check_log tests/check_route tests/check_proxy \
+          tests/check_filter tests/check_tls
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
 MANDIR ?= $(PREFIX)/share/man
 DOCDIR ?= $(PREFIX)/share/doc/smtpd
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+SHAREDIR ?= $(PREFIX)/share/smtpd
+FILTERS = filters/spamassassin filters/rspamd
 # route.o needs libcdb (the compiled map); address.o opens libidn2 with
-# dlopen when a non-ASCII domain first needs it (idn2.h for the types only).
+# dlopen when a non-ASCII domain first needs it (idn2.h for the types only),
+# tls.o opens libssl and libcrypto the same way when a client says STARTTLS.
 MAPLIBS = $$(pkg-config --libs libcdb)
 
 all: smtpd
@@ -40,6 +45,12 @@ tests/check_%: tests/check_%.c tests/harness.c $(OBJS) .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
 	    -o $@ tests/check_$*.c tests/harness.c $(OBJS) $(MAPLIBS) \
 	    $$(pkg-config --libs check) -ldl
+
+# The TLS test's client is OpenSSL itself, linked; tls.o still opens it by dlopen.
+tests/check_tls: tests/check_tls.c tests/harness.c $(OBJS) .flags
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) -I. $$(pkg-config --cflags check) \
+	    -o $@ tests/check_tls.c tests/harness.c $(OBJS) $(MAPLIBS) \
+	    $$(pkg-config --libs check) $$(pkg-config --libs openssl) -ldl
 
 check: smtpd $(TESTS) tests/fault/fault.so
 	tests/run-units $(TESTS)
@@ -68,27 +79,40 @@ tests/fault/fault.so: tests/fault/fault.c
 # copies name the ones chosen here.
 INSTALL_PATHS = sed -e 's|/usr/local/sbin|$(SBINDIR)|g' \
     -e 's|/usr/local/etc|$(SYSCONFDIR)|g' -e 's|/usr/local/lib/systemd/system|$(UNITDIR)|g' \
-    -e 's|/usr/local/share/doc/smtpd|$(DOCDIR)|g' -e 's|/usr/local/share/man|$(MANDIR)|g'
+    -e 's|/usr/local/share/doc/smtpd|$(DOCDIR)|g' -e 's|/usr/local/share/man|$(MANDIR)|g' \
+    -e 's|/usr/local/share/smtpd|$(SHAREDIR)|g'
 INSTALL_DOCS  = units/inetd.conf units/xinetd.conf units/tcpserver.run
+# The TLS drop-in is an example: installed as a unit, it would stop a host
+# without a certificate from starting sessions.
+INSTALL_UNITS = units/smtpd.socket units/smtpd@.service \
+    units/smtpd-ticket-keys.service units/smtpd-ticket-keys.timer
 
 install: smtpd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
 	    $(DESTDIR)$(DOCDIR)
 	install -m 0755 smtpd $(DESTDIR)$(SBINDIR)/smtpd
 	$(INSTALL_PATHS) smtpd.8 > $(DESTDIR)$(MANDIR)/man8/smtpd.8
-	$(INSTALL_PATHS) units/smtpd.socket > $(DESTDIR)$(UNITDIR)/smtpd.socket
-	$(INSTALL_PATHS) units/smtpd@.service > $(DESTDIR)$(UNITDIR)/smtpd@.service
+	for f in $(INSTALL_UNITS); do \
+	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(UNITDIR)/$${f#units/} || exit 1; \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${f#units/}; done
 	for f in $(INSTALL_DOCS); do \
 	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(DOCDIR)/$${f#units/} || exit 1; done
-	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(UNITDIR)/smtpd.socket \
-	    $(DESTDIR)$(UNITDIR)/smtpd@.service $(DESTDIR)$(DOCDIR)/*
+	$(INSTALL_PATHS) units/smtpd@.service.d/tls.conf > $(DESTDIR)$(DOCDIR)/tls.conf
+	chmod 0644 $(DESTDIR)$(MANDIR)/man8/smtpd.8 $(DESTDIR)$(DOCDIR)/*
 	chmod 0755 $(DESTDIR)$(DOCDIR)/tcpserver.run
+	install -d $(DESTDIR)$(SHAREDIR)/filters
+	for f in $(FILTERS); do \
+	    $(INSTALL_PATHS) $$f > $(DESTDIR)$(SHAREDIR)/$$f || exit 1; done
+	chmod 0755 $(DESTDIR)$(SHAREDIR)/filters/*
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8 \
-	    $(DESTDIR)$(UNITDIR)/smtpd.socket $(DESTDIR)$(UNITDIR)/smtpd@.service
+	rm -f $(DESTDIR)$(SBINDIR)/smtpd $(DESTDIR)$(MANDIR)/man8/smtpd.8
+	for f in $(INSTALL_UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$${f#units/}; done
 	for f in $(INSTALL_DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$${f#units/}; done
+	rm -f $(DESTDIR)$(DOCDIR)/tls.conf
 	-rmdir $(DESTDIR)$(DOCDIR)
+	for f in $(FILTERS); do rm -f $(DESTDIR)$(SHAREDIR)/$$f; done
+	-rmdir $(DESTDIR)$(SHAREDIR)/filters $(DESTDIR)$(SHAREDIR)
 
 # libFuzzer over the real session code: clang, ASan and UBSan (fuzz/).
 # fuzz-smoke is the short run CI makes; FUZZ_TIME=3600 for a long one.
@@ -102,12 +126,19 @@ fuzz/fuzz-session: fuzz/fuzz_session.c $(FUZZ_SRCS) *.h
 	clang $(STRICT) $(FUZZ_FLAGS) -I. $$(pkg-config --cflags libsystemd) \
 	    -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS) $(MAPLIBS)
 
-fuzz-smoke: fuzz/fuzz-session
+# The PROXY header and proxy-from parsers alone (proxy.c), run as
+# fuzz-proxy: the PROXY header parser alone (fuzz/fuzz_proxy.c).
+fuzz/fuzz-proxy: fuzz/fuzz_proxy.c proxy.c proxy.h
+	clang $(STRICT) $(FUZZ_FLAGS) -I. -o $@ fuzz/fuzz_proxy.c proxy.c
+
+fuzz-smoke: fuzz/fuzz-session fuzz/fuzz-proxy
 	rm -rf fuzz/seeds && fuzz/make-seeds fuzz/seeds
-	mkdir -p fuzz/corpus
+	mkdir -p fuzz/corpus fuzz/corpus-proxy
 	fuzz/fuzz-session -max_total_time=$(FUZZ_TIME) -max_len=4096 -timeout=10 \
 	    -rss_limit_mb=1024 -print_final_stats=1 -artifact_prefix=fuzz/ \
 	    fuzz/corpus fuzz/seeds
+	fuzz/fuzz-proxy -max_total_time=$$(( $(FUZZ_TIME) / 3 + 1 )) -max_len=800 -timeout=10 \
+	    -dict=fuzz/proxy.dict -print_final_stats=1 -artifact_prefix=fuzz/ fuzz/corpus-proxy
 
 # Line coverage of what the corpus reaches (fuzz/RESULTS.md): each input
 # in fuzz/corpus and fuzz/seeds runs once in a build with clang's profiling.
@@ -133,7 +164,7 @@ ubsan:
 	    SAN='-fsanitize=undefined -fno-sanitize-recover=all'
 
 clean:
-	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so fuzz/fuzz-session fuzz/fuzz-coverage \
+	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so fuzz/fuzz-session fuzz/fuzz-proxy fuzz/fuzz-coverage \
 	    fuzz/coverage.profraw fuzz/coverage.profdata
 
 .PHONY: all check soak install uninstall asan ubsan clean fuzz-smoke fuzz-coverage

@@ -131,17 +131,24 @@ take_label(struct cursor *c)
 	return c->i > start && last != '-' && c->i - start <= 63;
 }
 
+/* take *("." take): Dot-string from Atoms, Domain from sub-domains (RFC 5321 4.1.2). */
 static bool
-take_domain(struct cursor *c)
+take_dotted(struct cursor *c, bool (*take)(struct cursor *))
 {
-	if (!take_label(c))
+	if (!take(c))
 		return false;
 	while (peek(c) == '.') {
 		c->i++;
-		if (!take_label(c))
+		if (!take(c))
 			return false;
 	}
 	return true;
+}
+
+static bool
+take_domain(struct cursor *c)
+{
+	return take_dotted(c, take_label);
 }
 
 /* RFC 5321 4.1.3: Snum = 1*3DIGIT representing 0-255, four of them. */
@@ -324,14 +331,7 @@ is_dot_string(const char *p, size_t n)
 {
 	struct cursor c = { .p = p, .n = n };
 
-	if (!take_atom(&c))
-		return false;
-	while (peek(&c) == '.') {
-		c.i++;
-		if (!take_atom(&c))
-			return false;
-	}
-	return c.i == n;
+	return take_dotted(&c, take_atom) && c.i == n;
 }
 
 /* Local-part = Dot-string / Quoted-string, stored canonically. */
@@ -345,13 +345,8 @@ take_local(struct cursor *c, struct address *a)
 		if (!take_quoted(c, decoded, &len, sizeof(decoded)))
 			return ADDRESS_SYNTAX;
 	} else {
-		if (!take_atom(c))
+		if (!take_dotted(c, take_atom))
 			return ADDRESS_SYNTAX;
-		while (peek(c) == '.') {
-			c->i++;
-			if (!take_atom(c))
-				return ADDRESS_SYNTAX;
-		}
 		len = c->i - start;
 		if (len > SMTP_LOCAL_MAX)
 			return ADDRESS_TOO_LONG;
@@ -396,6 +391,8 @@ skip_source_route(struct cursor *c)
 	return true;
 }
 
+static bool idn_invalid(const char *p, size_t n);
+
 static enum address_result
 take_mailbox(struct cursor *c, struct address *a)
 {
@@ -412,6 +409,8 @@ take_mailbox(struct cursor *c, struct address *a)
 		return ADDRESS_SYNTAX;
 	if (c->i - start > SMTP_DOMAIN_MAX)
 		return ADDRESS_TOO_LONG;
+	if (idn_invalid(c->p + start, c->i - start))
+		return ADDRESS_SYNTAX;
 	memcpy(a->domain, c->p + start, c->i - start);
 	a->domain_len = c->i - start;
 	a->domain[a->domain_len] = '\0';
@@ -500,6 +499,57 @@ load_idn2(void)
 	return dynlib_load(&state, "libidn2.so.0", syms, sizeof(syms) / sizeof(syms[0]));
 }
 
+enum idn_result { IDN_OK, IDN_BAD, IDN_UNAVAILABLE };
+
+/*
+ * The A-label form of a non-ASCII domain. libidn2 maps without the STD3
+ * rules, so fullwidth and other compatibility forms can come out as ASCII
+ * '@', '/', '[', ']', ':' or an empty label (b\uFF20example.org gives
+ * "b@example.org"): only a result that is itself an ASCII domain name
+ * (LDH labels, as UTS 46's UseSTD3ASCIIRules would demand) names a domain.
+ */
+static enum idn_result
+idn_key(const char *p, size_t n, char *out, size_t size, size_t *len)
+{
+	char in[SMTP_DOMAIN_MAX + 1];
+	uint8_t *alabels = NULL;
+	enum idn_result r = IDN_OK;
+
+	if (n > SMTP_DOMAIN_MAX || !address_valid_utf8(p, n))
+		return IDN_BAD;
+	if (load_idn2() == -1)
+		return IDN_UNAVAILABLE;
+	memcpy(in, p, n);
+	in[n] = '\0';
+	if (lookup_u8((const uint8_t *)in, &alabels, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) !=
+	    IDN2_OK)
+		return IDN_BAD;
+	*len = strlen((const char *)alabels);
+	if (*len == 0 || *len >= size || !address_valid_domain((const char *)alabels, *len, false))
+		r = IDN_BAD;
+	else
+		memcpy(out, alabels, *len + 1);
+	free_u8(alabels);
+	return r;
+}
+
+/*
+ * RFC 6531 3.3: a UTF-8 domain must be a valid IDN, so one that libidn2
+ * refuses or maps to something that is not a host name is bad syntax.
+ * Without libidn2 the parser cannot tell: routing then refuses the domain.
+ */
+static bool
+idn_invalid(const char *p, size_t n)
+{
+	char out[SMTP_DOMAIN_MAX + 1];
+	size_t len;
+
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return idn_key(p, n, out, sizeof(out), &len) == IDN_BAD;
+	return false;
+}
+
 /*
  * RFC 5890: a U-label and its A-label are the same label, so domains are
  * compared as ASCII, lower case, with every U-label turned into its A-label
@@ -512,9 +562,7 @@ size_t
 address_domain_key(const char *p, size_t n, char *out, size_t size)
 {
 	bool ascii = true;
-	char in[SMTP_DOMAIN_MAX + 1];
-	uint8_t *alabels = NULL;
-	size_t len;
+	size_t len = 0;
 
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)p[i] >= 0x80)
@@ -527,19 +575,5 @@ address_domain_key(const char *p, size_t n, char *out, size_t size)
 		out[n] = '\0';
 		return n;
 	}
-	if (n > SMTP_DOMAIN_MAX || !address_valid_utf8(p, n) || load_idn2() == -1)
-		return 0;
-	memcpy(in, p, n);
-	in[n] = '\0';
-	if (lookup_u8((const uint8_t *)in, &alabels, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) !=
-	    IDN2_OK)
-		return 0;
-	len = strlen((const char *)alabels);
-	if (len == 0 || len >= size) {
-		free_u8(alabels);
-		return 0;
-	}
-	memcpy(out, alabels, len + 1);
-	free_u8(alabels);
-	return len;
+	return idn_key(p, n, out, size, &len) == IDN_OK ? len : 0;
 }

@@ -31,8 +31,10 @@ enum path_kind { PATH_REVERSE, PATH_FORWARD };
 
 /*
  * Parse the path at the start of p[0..n): "<...>" with an optional source
- * route, which is accepted and dropped (RFC 5321 4.1.1.3). On success *used
- * is the number of bytes consumed.
+ * route, which is accepted and dropped (RFC 5321 4.1.1.3). A UTF-8 domain
+ * must be a valid IDN whose A-label form is letters, digits, hyphens and
+ * dots, else ADDRESS_SYNTAX. On success *used is the number of bytes
+ * consumed.
  */
 enum address_result address_parse_path(const char *p, size_t n, enum path_kind kind,
     bool smtputf8, struct address *a, size_t *used);
@@ -47,7 +49,8 @@ bool address_valid_domain(const char *p, size_t n, bool utf8);
  * The form domains are compared in: ASCII lower case, U-labels turned into
  * A-labels (so bücher.example and XN--BCHER-KVA.example are one domain);
  * address literals are only lower-cased. Returns the length written to
- * out (NUL-terminated), or 0 when p[0..n) is not a valid IDN or too long.
+ * out (NUL-terminated), or 0 when p[0..n) is not a valid IDN, maps to
+ * anything but an LDH name, or is too long.
  */
 size_t address_domain_key(const char *p, size_t n, char *out, size_t size);
 

@@ -3,9 +3,10 @@
  *
  * Promises: nothing is ever written to stderr, which under inetd, xinetd
  * and systemd's StandardInput=socket is the client connection itself
- * (protocol.md 8). Under systemd with the journal attached each line is a
- * structured entry, sent in the journal's native protocol; everywhere else
- * syslog(3), facility mail. Client text reaches a line only through
+ * (systemd.exec(5): StandardError= inherits standard output by default).
+ * Under systemd with the journal attached each line is a structured entry,
+ * sent in the journal's native protocol; everywhere else syslog(3),
+ * facility mail. Client text reaches a line only through
  * log_quote().
  */
 #include "log.h"
@@ -61,6 +62,29 @@ log_open(const char *ident)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 }
 
+/*
+ * A key's journal field name: upper case, '-' as '_'; a few short log keys
+ * get the longer name their field has always had. out NULL: the length only.
+ */
+static size_t
+field_name(const char *key, size_t klen, char *out)
+{
+	static const struct { const char *key, *field; } renamed[] = {
+		{ "tls", "TLS_VERSION" }, { "cipher", "TLS_CIPHER" },
+	};
+
+	for (size_t i = 0; i < sizeof(renamed) / sizeof(renamed[0]); i++)
+		if (strlen(renamed[i].key) == klen && memcmp(renamed[i].key, key, klen) == 0) {
+			if (out != NULL)
+				memcpy(out, renamed[i].field, strlen(renamed[i].field));
+			return strlen(renamed[i].field);
+		}
+	for (size_t i = 0; i < klen && out != NULL; i++)
+		out[i] = key[i] == '-' ? '_' : (char)(key[i] >= 'a' && key[i] <= 'z' ?
+		    key[i] - 'a' + 'A' : key[i]);
+	return klen;
+}
+
 size_t
 log_fields(const char *line, struct iovec *iov, size_t max, char *buf, size_t size)
 {
@@ -97,14 +121,12 @@ log_fields(const char *line, struct iovec *iov, size_t max, char *buf, size_t si
 		}
 		if (*p != '\0' && *p != ' ')
 			break;
-		if (o + 6 + klen + 1 + (size_t)(vend - val) + 1 > size)
+		if (o + 6 + field_name(key, klen, NULL) + 1 + (size_t)(vend - val) + 1 > size)
 			break;
 		iov[n].iov_base = buf + o;
 		memcpy(buf + o, "SMTPD_", 6);
 		o += 6;
-		for (size_t i = 0; i < klen; i++)
-			buf[o++] = key[i] == '-' ? '_' : (char)(key[i] >= 'a' && key[i] <= 'z' ?
-			    key[i] - 'a' + 'A' : key[i]);
+		o += field_name(key, klen, buf + o);
 		buf[o++] = '=';
 		memcpy(buf + o, val, (size_t)(vend - val));
 		o += (size_t)(vend - val);
@@ -201,22 +223,12 @@ log_line(int priority, const char *fmt, va_list ap)
 }
 
 void
-log_info(const char *fmt, ...)
+log_at(int priority, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_line(LOG_INFO, fmt, ap);
-	va_end(ap);
-}
-
-void
-log_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	log_line(LOG_ERR, fmt, ap);
+	log_line(priority, fmt, ap);
 	va_end(ap);
 }
 

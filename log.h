@@ -12,10 +12,14 @@
 
 #include <stddef.h>
 #include <sys/uio.h>
+#include <syslog.h>	/* LOG_INFO, LOG_ERR */
 
 void log_open(const char *ident);
-void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One line at a syslog(3) priority: log_info for events, log_error for faults. */
+void log_at(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_info(...)	log_at(LOG_INFO, __VA_ARGS__)
+#define log_error(...)	log_at(LOG_ERR, __VA_ARGS__)
 
 /*
  * Client bytes made safe for one log line: printable ASCII is kept, everything

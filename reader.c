@@ -8,7 +8,6 @@
  * a connection alive), and the whole session within its own limit.
  * Leaves to the session what a line means and when to flush replies.
  */
-#define _GNU_SOURCE	/* ppoll */
 #include "reader.h"
 
 #include <errno.h>
@@ -32,14 +31,12 @@ _Static_assert(offsetof(struct reader, buf) + READER_BUFFER == sizeof(struct rea
     "reader_init clears everything before buf, so buf stays last");
 
 void
-reader_init(struct reader *r, int fd, int line_timeout_ms, int session_timeout_ms)
+reader_init(struct reader *r, const struct reader_options *opt)
 {
 	memset(r, 0, offsetof(struct reader, buf));	/* buf: only [start, end) is read */
-	r->fd = fd;
-	r->line_timeout_ms = line_timeout_ms;
-	r->session_deadline_ms = now_ms() + session_timeout_ms;
+	r->opt = *opt;
+	r->session_deadline_ms = now_ms() + opt->session_timeout_ms;
 	r->at_line_start = true;
-	sigprocmask(SIG_SETMASK, NULL, &r->wait_mask);
 }
 
 static const char *
@@ -74,7 +71,7 @@ read_quick(struct reader *r, size_t room, bool *would_block)
 	*would_block = false;
 	if (r->not_socket)
 		return -1;
-	n = recv(r->fd, r->buf + r->end, room, MSG_DONTWAIT);
+	n = recv(r->opt.fd, r->buf + r->end, room, MSG_DONTWAIT);
 	if (n > 0) {
 		r->end += (size_t)n;
 		return 1;
@@ -90,24 +87,66 @@ read_quick(struct reader *r, size_t room, bool *would_block)
 	return -1;
 }
 
-/* Let pending stop signals run their handlers (READER_STOP_CHECK). */
-static void
-let_stop_signals_in(struct reader *r)
+/* Wait for pfd (the client sends more), the deadline or a stop. */
+static enum read_result
+wait_readable(struct reader *r, struct pollfd pfd)
 {
-	sigset_t blocked;
+	long long left;
 
-	r->reads_since_check = 0;
-	if (sigprocmask(SIG_SETMASK, &r->wait_mask, &blocked) == 0)
-		sigprocmask(SIG_SETMASK, &blocked, NULL);
+	for (;;) {
+		if (stop_requested(r->opt.stop))
+			return READ_STOPPED;
+		if ((left = deadline_left(r)) <= 0)
+			return READ_TIMEOUT;
+		/* A stop signal blocked elsewhere is taken only here. */
+		switch (stop_poll(r->opt.stop, &pfd, left)) {
+		case -1:
+			if (errno == EINTR)
+				continue;
+			return READ_ERROR;
+		case 0:
+			continue;
+		}
+		return READ_LINE;
+	}
+}
+
+/*
+ * Inside TLS: decrypted bytes, waiting for whatever the record layer needs
+ * (it may have to write to read). The descriptor is never read in plain
+ * text again (a plain byte after TLS is an error, not a command).
+ */
+static enum read_result
+fill_tls(struct reader *r, size_t room)
+{
+	enum read_result res;
+	ssize_t n;
+
+	for (;;) {
+		if ((n = tls_read(r->tls, r->buf + r->end, room)) > 0) {
+			r->end += (size_t)n;
+			return READ_LINE;
+		}
+		if (n == 0) {
+			r->eof = true;
+			return READ_EOF;
+		}
+		if (errno != EAGAIN)
+			return READ_ERROR;
+		if (r->opt.before_wait != NULL && r->opt.before_wait(r->opt.before_wait_arg) == -1)
+			return READ_ERROR;
+		if ((res = wait_readable(r, tls_pollfd(r->tls))) != READ_LINE)
+			return res;
+	}
 }
 
 /* Wait for and read more bytes. */
 static enum read_result
 fill(struct reader *r)
 {
-	struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLIN };
+	enum read_result res;
 	bool would_block;
-	long long left;
 	size_t room;
 	ssize_t n;
 
@@ -117,51 +156,46 @@ fill(struct reader *r)
 		r->start = 0;
 	}
 	room = sizeof(r->buf) - r->end;
-	if (r->read_limit > 0 && room > r->read_limit)
-		room = r->read_limit;
-	if (++r->reads_since_check > READER_STOP_CHECK)
-		let_stop_signals_in(r);
-	if (r->stop != NULL && *r->stop)
+	if (r->opt.read_limit > 0 && room > r->opt.read_limit)
+		room = r->opt.read_limit;
+	if (++r->reads_since_check > READER_STOP_CHECK) {
+		r->reads_since_check = 0;
+		stop_let_in(r->opt.stop);
+	}
+	if (stop_requested(r->opt.stop))
 		return READ_STOPPED;
 	if (deadline_left(r) <= 0)
 		return READ_TIMEOUT;
+	if (r->tls != NULL)
+		return fill_tls(r, room);
 	switch (read_quick(r, room, &would_block)) {
 	case 1:
 		return READ_LINE;
 	case 0:
+		r->eof = true;
 		return READ_EOF;
 	case -2:
 		return READ_ERROR;
 	}
-	/* RFC 2920 3.2: flush pending replies only when we would block. */
-	if (r->before_wait != NULL && (would_block || poll(&pfd, 1, 0) == 0) &&
-	    r->before_wait(r->before_wait_arg) == -1)
+	/*
+	 * RFC 2920 3.2: flush pending replies only when we would block. A
+	 * failed flush is READ_ERROR; the session finds why in its reply.
+	 */
+	if (r->opt.before_wait != NULL && (would_block || poll(&pfd, 1, 0) == 0) &&
+	    r->opt.before_wait(r->opt.before_wait_arg) == -1)
 		return READ_ERROR;
 	for (;;) {
-		struct timespec ts;
-
-		if (r->stop != NULL && *r->stop)
-			return READ_STOPPED;
-		if ((left = deadline_left(r)) <= 0)
-			return READ_TIMEOUT;
-		ts.tv_sec = left / 1000;
-		ts.tv_nsec = (left % 1000) * 1000000;
-		/* ppoll: a stop signal blocked elsewhere is taken only here. */
-		switch (ppoll(&pfd, 1, &ts, &r->wait_mask)) {
-		case -1:
-			if (errno == EINTR)
-				continue;
-			return READ_ERROR;
-		case 0:
-			continue;
-		}
-		n = read(r->fd, r->buf + r->end, room);
+		if ((res = wait_readable(r, pfd)) != READ_LINE)
+			return res;
+		n = read(r->opt.fd, r->buf + r->end, room);
 		if (n > 0) {
 			r->end += (size_t)n;
 			return READ_LINE;
 		}
-		if (n == 0)
+		if (n == 0) {
+			r->eof = true;
 			return READ_EOF;
+		}
 		if (errno != EINTR && errno != EAGAIN)
 			return READ_ERROR;
 	}
@@ -185,7 +219,7 @@ static void
 start_line_clock(struct reader *r)
 {
 	if (r->at_line_start) {
-		r->line_deadline_ms = now_ms() + r->line_timeout_ms;
+		r->line_deadline_ms = now_ms() + r->opt.line_timeout_ms;
 		r->at_line_start = false;
 	}
 }
@@ -242,5 +276,89 @@ reader_piece(struct reader *r, struct line *out, size_t max)
 		}
 		if ((res = fill(r)) != READ_LINE)
 			return res;
+	}
+}
+
+/*
+ * Counted octets (RFC 3030 BDAT): whatever has arrived, up to max, at
+ * least one. No line rules apply and no clock starts here: the caller
+ * restarts it as the chunk advances. The next command starts its own.
+ */
+enum read_result
+reader_bytes(struct reader *r, struct line *out, size_t max)
+{
+	enum read_result res;
+	size_t n;
+
+	while (r->end == r->start)
+		if ((res = fill(r)) != READ_LINE)
+			return res;
+	n = r->end - r->start;
+	take(r, out, n < max ? n : max, false);
+	r->at_line_start = true;
+	return READ_LINE;
+}
+
+size_t
+reader_start_tls(struct reader *r, struct tls *t)
+{
+	size_t dropped = r->end - r->start;
+
+	r->start = r->end = 0;
+	r->discarding = false;
+	r->at_line_start = true;
+	r->tls = t;
+	return dropped;
+}
+
+long long
+reader_deadline(const struct reader *r)
+{
+	return now_ms() + r->opt.line_timeout_ms < r->session_deadline_ms ?
+	    now_ms() + r->opt.line_timeout_ms : r->session_deadline_ms;
+}
+
+void
+reader_restart_clock(struct reader *r)
+{
+	r->line_deadline_ms = now_ms() + r->opt.line_timeout_ms;
+}
+
+bool
+reader_pending(struct reader *r)
+{
+	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLIN };
+
+	if (r->tls != NULL && tls_pending(r->tls) > 0)
+		return true;
+	return r->end > r->start || (!r->eof && poll(&pfd, 1, 0) == 1);
+}
+
+/*
+ * Signals stay blocked here: the session has ended, and the wait is short
+ * and bounded anyway.
+ */
+void
+reader_drain(struct reader *r, int ms, size_t max)
+{
+	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLIN };
+	long long deadline = now_ms() + ms, left;
+	size_t total = 0;
+	ssize_t n;
+
+	r->start = r->end = 0;
+	while (!r->eof && total < max && (left = deadline - now_ms()) > 0) {
+		n = poll(&pfd, 1, (int)left);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n != 1)
+			break;
+		n = read(r->opt.fd, r->buf, max - total < sizeof(r->buf) ? max - total : sizeof(r->buf));
+		if (n > 0)
+			total += (size_t)n;
+		else if (n == 0)
+			r->eof = true;
+		else if (errno != EINTR && errno != EAGAIN)
+			break;
 	}
 }

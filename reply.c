@@ -3,12 +3,12 @@
  *
  * Promises: replies leave in the order they were made; nothing is written
  * until the buffer fills or the session is about to wait for input
- * (RFC 2920 3.2, protocol.md 2.1), so a pipelined group gets its replies in
- * as few writes as possible; a flush never blocks longer than the timeout,
- * even when the client stops reading. Leaves to the session what to say and
- * when to flush.
+ * (RFC 2920 3.2), so a pipelined group gets its replies in as few writes
+ * as possible; a flush never blocks longer than the timeout nor past the
+ * session's end, even when the client stops reading; every write is tried
+ * before any wait, so a stop never keeps the last reply from a client that
+ * can take it. Leaves to the session what to say and when to flush.
  */
-#define _GNU_SOURCE	/* ppoll */
 #include "reply.h"
 
 #include <errno.h>
@@ -25,15 +25,6 @@
 _Static_assert(offsetof(struct reply, buf) + REPLY_BUFFER == sizeof(struct reply),
     "reply_init clears everything before buf, so buf stays last");
 
-void
-reply_init(struct reply *r, int fd, int timeout_ms)
-{
-	memset(r, 0, offsetof(struct reply, buf));	/* buf: only [0, len) is read */
-	r->fd = fd;
-	r->timeout_ms = timeout_ms;
-	sigprocmask(SIG_SETMASK, NULL, &r->wait_mask);
-}
-
 static long long
 now_ms(void)
 {
@@ -43,81 +34,115 @@ now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void
+reply_init(struct reply *r, const struct reply_options *opt)
+{
+	memset(r, 0, offsetof(struct reply, buf));	/* buf: only [0, len) is read */
+	r->opt = *opt;
+	if (opt->session_timeout_ms > 0)
+		r->session_deadline_ms = now_ms() + opt->session_timeout_ms;
+}
+
 /*
  * One write that cannot block: send(MSG_DONTWAIT) on a socket; on a pipe or
- * file at most PIPE_BUF bytes, which a pipe reported writable by poll takes
- * without blocking. Flags on the shared file description are never touched:
- * under inetd the same description is our stdin, and at a terminal it is
- * the user's shell's too.
+ * file, when poll says it is writable now, at most PIPE_BUF bytes, which
+ * such a pipe takes without blocking. Flags on the shared file description
+ * are never touched: under inetd the same description is our stdin, and at
+ * a terminal it is the user's shell's too. -1 with EAGAIN when full.
  */
 static ssize_t
 write_some(struct reply *r, const char *p, size_t n)
 {
+	struct pollfd pfd = { .fd = r->opt.fd, .events = POLLOUT };
+
+	if (r->tls != NULL)
+		return tls_write(r->tls, p, n);
 	if (!r->not_socket) {
-		ssize_t w = send(r->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t w = send(r->opt.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (w >= 0 || errno != ENOTSOCK)
 			return w;
 		r->not_socket = true;
-		errno = EAGAIN;		/* a pipe: wait before its first write */
+	}
+	if (poll(&pfd, 1, 0) != 1) {
+		errno = EAGAIN;		/* full (or cannot tell): wait_writable decides */
 		return -1;
 	}
-	return write(r->fd, p, n < PIPE_BUF ? n : PIPE_BUF);
+	return write(r->opt.fd, p, n < PIPE_BUF ? n : PIPE_BUF);
+}
+
+/* The end of this flush's waits: the flush timeout, the session's end, a stop. */
+static long long
+cap_deadline(struct reply *r, long long deadline, long long now)
+{
+	if (r->session_deadline_ms != 0 && r->session_deadline_ms < deadline)
+		deadline = r->session_deadline_ms;
+	if (stop_requested(r->opt.stop)) {
+		if (r->stop_deadline_ms == 0)
+			r->stop_deadline_ms = now + REPLY_STOP_GRACE_MS;
+		if (r->stop_deadline_ms < deadline)
+			deadline = r->stop_deadline_ms;
+	}
+	return deadline;
 }
 
 /*
- * Wait until the client can take more; false (and failed) at the deadline
- * or on a stop signal, which ppoll lets in here as reader.c does: a client
- * that stops reading must not hold off SIGTERM for the whole timeout.
+ * Wait until the client can take more; false at the deadline. Stop signals
+ * are let in here, as in reader.c: a client that stopped reading must not
+ * hold off SIGTERM for the whole timeout, so a stop shortens the wait.
  */
 static bool
-wait_writable(struct reply *r, long long deadline)
+wait_writable(struct reply *r, long long *deadline)
 {
-	struct pollfd pfd = { .fd = r->fd, .events = POLLOUT };
+	/* TLS may need to read to write: it says what to wait for. */
+	struct pollfd pfd = r->tls != NULL ? tls_pollfd(r->tls) :
+	    (struct pollfd){ .fd = r->opt.fd, .events = POLLOUT };
 
-	while (!r->failed) {
-		long long left = deadline - now_ms();
-		struct timespec ts = { .tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000 };
+	for (;;) {
+		long long now = now_ms(), left;
 		int n;
 
-		if (left <= 0 || (r->stop != NULL && *r->stop)) {
-			r->failed = true;	/* the client stopped reading, or we stop */
-			break;
-		}
-		n = ppoll(&pfd, 1, &ts, &r->wait_mask);
+		*deadline = cap_deadline(r, *deadline, now);
+		if ((left = *deadline - now) <= 0)
+			return false;
+		n = stop_poll(r->opt.stop, &pfd, left);
 		if (n > 0)
-			break;
+			return true;
 		if (n == -1 && errno != EINTR)
-			r->failed = true;
+			return false;
 	}
-	return !r->failed;
 }
 
-/*
- * A socket is written at once and waited for only when full; a pipe has no
- * per-call non-blocking write, so it is waited for before every write.
- */
 int
 reply_flush(struct reply *r)
 {
-	long long deadline = now_ms() + r->timeout_ms;
+	long long now = now_ms(), deadline = cap_deadline(r, now + r->opt.timeout_ms, now);
 	size_t off = 0;
 
 	while (off < r->len && !r->failed) {
-		ssize_t w;
+		ssize_t w = write_some(r, r->buf + off, r->len - off);
 
-		if (r->not_socket && !wait_writable(r, deadline))
-			break;
-		w = write_some(r, r->buf + off, r->len - off);
 		if (w > 0)
 			off += (size_t)w;
 		else if (w == 0 || (errno != EAGAIN && errno != EINTR))
 			r->failed = true;
-		else if (!r->not_socket)
-			wait_writable(r, deadline);
+		else if (errno == EAGAIN && !wait_writable(r, &deadline))
+			r->failed = true;	/* the client stopped reading, or we stop */
 	}
 	r->len = 0;
 	return r->failed ? -1 : 0;
+}
+
+void
+reply_start_tls(struct reply *r, struct tls *t)
+{
+	r->tls = t;
+}
+
+int
+reply_shutdown(struct reply *r)
+{
+	return shutdown(r->opt.fd, SHUT_WR);
 }
 
 /* Append one formatted line, cut to the RFC's reply line limit. */

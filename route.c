@@ -1,34 +1,32 @@
 /*
  * route.c: recipient address to Maildir.
  *
- * Promises: only directories named in the configuration come out, or a
- * Maildir++ folder ".TAG" inside one, where TAG is a short name of ASCII
- * letters, digits, '-' and '_' that already exists (or create-folders is
- * set): a local part never becomes a path otherwise, so "../", "/", NUL,
- * CR, LF or bytes that are not UTF-8 cannot reach the file system.
- * Look-ups are binary searches over sorted arrays, or one cdb probe each in
- * the compiled map, so a map of 100,000 mailboxes costs O(log n) or O(1)
- * per RCPT. Matching folds ASCII case in both parts of the address: RFC
- * 5321 2.4 leaves local-part case to the receiver, and Postfix and
- * OpenSMTPD fold it too. Domains match as A-labels (address_domain_key).
+ * Promises: only directories named in the configuration come out, with at
+ * most a Maildir++ folder name ".TAG", where TAG is a short name of ASCII
+ * letters, digits, '-' and '_': a local part never becomes a path
+ * otherwise, so "../", "/", NUL, CR, LF or bytes that are not UTF-8 cannot
+ * reach the file system. Routing itself never touches the file system.
+ * The look-ups are one small interface (struct backend, after OpenSMTPD's
+ * table back ends) with two implementations: binary searches over the
+ * sorted arrays of the parsed lines, or one cdb probe each in the compiled
+ * map, so a map of 100,000 mailboxes costs O(log n) or O(1) per RCPT.
+ * Matching folds ASCII case in both parts of the address: RFC 5321 2.4
+ * leaves local-part case to the receiver, and Postfix and OpenSMTPD fold
+ * it too. Domains match as A-labels (address_domain_key).
  */
 #include "route.h"
 
 #include <cdb.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "maildir.h"
-
 /*
- * Records of the compiled map besides "local@domain" and "@domain", which
- * hold the Maildir. They start with a byte no address can contain.
+ * Records of the compiled map besides the mailbox keys, which hold a
+ * Maildir. They start with a byte no address can contain.
  */
 #define MAP_VERSION	"\001version"	/* MAP_MAGIC */
 #define MAP_MAGIC	"smtpd-map 1"
@@ -44,9 +42,47 @@
 /* What an open compiled map keeps besides the cdb itself. */
 struct route_map {
 	struct cdb cdb;
-	int	any_domains;
+	bool	any_domains;
 	char	first_domain[SMTP_DOMAIN_MAX + 1];
 };
+
+/*
+ * The kinds of key, made by make_key alone: the parsed routes store
+ * KEY_MAILBOX and KEY_POSTMASTER keys in boxes[], the map stores all three.
+ */
+enum key_kind {
+	KEY_MAILBOX,	/* "local@domain"; an empty local part is the catch-all "@domain" */
+	KEY_POSTMASTER,	/* MAP_POSTMASTER "domain": postmaster's implied Maildir */
+	KEY_DOMAIN,	/* MAP_DOMAIN "domain": the domain's flags (map only) */
+};
+
+/* The key of kind for local (KEY_MAILBOX only) and domain; 0 when it does not fit. */
+static size_t
+make_key(enum key_kind kind, const char *local, size_t llen, const char *domain, size_t dlen,
+    char *out, size_t size)
+{
+	const char *head = kind == KEY_MAILBOX ? local :
+	    kind == KEY_POSTMASTER ? MAP_POSTMASTER : MAP_DOMAIN;
+	size_t hlen = kind == KEY_MAILBOX ? llen + 1 : strlen(head);
+
+	if (hlen + dlen >= size)
+		return 0;
+	memcpy(out, head, kind == KEY_MAILBOX ? llen : hlen);
+	if (kind == KEY_MAILBOX)
+		out[llen] = '@';
+	memcpy(out + hlen, domain, dlen);
+	out[hlen + dlen] = '\0';
+	return hlen + dlen;
+}
+
+/* The domain part of a boxes[] key. */
+static char *
+key_domain(char *key)
+{
+	if (strncmp(key, MAP_POSTMASTER, sizeof(MAP_POSTMASTER) - 1) == 0)
+		return key + sizeof(MAP_POSTMASTER) - 1;
+	return strrchr(key, '@') + 1;
+}
 
 static void
 fold_ascii(char *p, size_t n)
@@ -66,20 +102,6 @@ copy_string(const char *s, size_t n)
 	memcpy(d, s, n);
 	d[n] = '\0';
 	return d;
-}
-
-/* "local@domain" in out; 0 when it does not fit. */
-static size_t
-make_key(char *out, size_t size, const char *local, size_t llen, const char *domain,
-    size_t dlen)
-{
-	if (llen + 1 + dlen >= size)
-		return 0;
-	memcpy(out, local, llen);
-	out[llen] = '@';
-	memcpy(out + llen + 1, domain, dlen);
-	out[llen + 1 + dlen] = '\0';
-	return llen + 1 + dlen;
 }
 
 int
@@ -116,7 +138,7 @@ mailbox_key(const char *address, char *key, size_t size)
 		if (!address_valid_domain(address + 1, n - 1, true) ||
 		    (dlen = address_domain_key(address + 1, n - 1, domain, sizeof(domain))) == 0)
 			return 0;
-		return make_key(key, size, "", 0, domain, dlen);
+		return make_key(KEY_MAILBOX, "", 0, domain, dlen, key, size);
 	}
 	len = snprintf(path, sizeof(path), "<%s>", address);
 	if (len < 0 || (size_t)len >= sizeof(path) ||
@@ -125,7 +147,37 @@ mailbox_key(const char *address, char *key, size_t size)
 	    (dlen = address_domain_key(a.domain, a.domain_len, domain, sizeof(domain))) == 0)
 		return 0;
 	fold_ascii(a.local, a.local_len);
-	return make_key(key, size, a.local, a.local_len, domain, dlen);
+	return make_key(KEY_MAILBOX, a.local, a.local_len, domain, dlen, key, size);
+}
+
+/* Room for "/." and the longest tag: a folder path always fits. */
+static bool
+fits_with_folder(size_t n)
+{
+	return n + 2 + ROUTE_TAG_MAX < ROUTE_PATH_MAX;
+}
+
+/* Append a mailbox; both strings are copied. */
+static int
+append_box(struct routes *rt, const char *key, size_t klen, const char *maildir, unsigned line)
+{
+	struct mailbox *grown = realloc(rt->boxes, (rt->nboxes + 1) * sizeof(*grown));
+	struct mailbox *m;
+
+	if (grown == NULL)
+		return -1;
+	rt->boxes = grown;
+	m = &rt->boxes[rt->nboxes];
+	m->key = copy_string(key, klen);
+	m->maildir = copy_string(maildir, strlen(maildir));
+	m->line = line;
+	if (m->key == NULL || m->maildir == NULL) {
+		free(m->key);
+		free(m->maildir);
+		return -1;
+	}
+	rt->nboxes++;
+	return 0;
 }
 
 int
@@ -133,29 +185,49 @@ routes_add_mailbox(struct routes *rt, const char *address, const char *maildir, 
 {
 	char key[ROUTE_KEY_MAX];
 	size_t klen = mailbox_key(address, key, sizeof(key));
-	struct mailbox *grown, *m;
 
 	if (klen == 0 || maildir[0] == '\0') {
 		errno = EINVAL;
 		return -1;
 	}
-	/* Room for "/." and the longest tag: a folder path always fits. */
-	if (strlen(maildir) + 2 + ROUTE_TAG_MAX >= ROUTE_PATH_MAX) {
+	if (!fits_with_folder(strlen(maildir))) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if ((grown = realloc(rt->boxes, (rt->nboxes + 1) * sizeof(*grown))) == NULL)
+	return append_box(rt, key, klen, maildir, line);
+}
+
+/* Replace *field by a copy of value (NULL clears). */
+static int
+replace_string(char **field, const char *value)
+{
+	char *copy = NULL;
+
+	if (value != NULL && (copy = copy_string(value, strlen(value))) == NULL)
 		return -1;
-	rt->boxes = grown;
-	m = &rt->boxes[rt->nboxes];
-	m->key = copy_string(key, klen);
-	m->maildir = copy_string(maildir, strlen(maildir));
-	m->line = line;
-	m->implied = false;
-	if (m->key == NULL || m->maildir == NULL)
-		return -1;
-	rt->nboxes++;
+	free(*field);
+	*field = copy;
 	return 0;
+}
+
+int
+routes_set_maildir(struct routes *rt, const char *dir)
+{
+	if (dir != NULL && dir[0] == '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	if (dir != NULL && !fits_with_folder(strlen(dir))) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return replace_string(&rt->default_maildir, dir);
+}
+
+int
+routes_set_delimiters(struct routes *rt, const char *chars)
+{
+	return replace_string(&rt->delimiters, chars);
 }
 
 static int
@@ -191,41 +263,178 @@ sort_distinct(char **v, size_t n, bool owned)
 	return o;
 }
 
-static int find_box(const struct routes *, const char *, size_t, struct route *);
-static int listed(char *const *, size_t, const char *);
+static bool
+listed(char *const *v, size_t n, const char *s)
+{
+	return n > 0 && bsearch(&s, v, n, sizeof(*v), cmp_string) != NULL;
+}
+
+/*
+ * The look-ups routing needs, answered alike by the parsed routes and by
+ * the compiled map. Each returns -1 when the back end cannot answer (a map
+ * that cannot be read); strings it hands out are borrowed from rt.
+ */
+struct backend {
+	/* The Maildir under a make_key key: 1 and dir[0..*len), or 0 when none. */
+	int	(*maildir)(const struct routes *rt, const char *key, size_t klen,
+		    const char **dir, size_t *len);
+	/* DOMAIN_LISTED | DOMAIN_BOXES for a canonical domain. */
+	int	(*domain)(const struct routes *rt, const char *domain, size_t dlen);
+	/* Are there `domain` lines at all? Without them every domain is served. */
+	bool	(*any_domains)(const struct routes *rt);
+	/* <postmaster>'s domain (routes.first_domain), or NULL. */
+	const char *(*first_domain)(const struct routes *rt);
+};
 
 static int
+array_maildir(const struct routes *rt, const char *key, size_t klen, const char **dir,
+    size_t *len)
+{
+	(void)klen;
+	for (size_t lo = 0, hi = rt->nboxes; lo < hi; ) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(key, rt->boxes[mid].key);
+
+		if (c == 0) {
+			*dir = rt->boxes[mid].maildir;
+			*len = strlen(*dir);
+			return 1;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return 0;
+}
+
+static int
+array_domain(const struct routes *rt, const char *domain, size_t dlen)
+{
+	(void)dlen;
+	return (listed(rt->domains, rt->ndomains, domain) ? DOMAIN_LISTED : 0) |
+	    (listed(rt->box_domains, rt->nbox_domains, domain) ? DOMAIN_BOXES : 0);
+}
+
+static bool
+array_any_domains(const struct routes *rt)
+{
+	return rt->ndomains > 0;
+}
+
+static const char *
+array_first_domain(const struct routes *rt)
+{
+	return rt->first_domain;
+}
+
+static int
+map_maildir(const struct routes *rt, const char *key, size_t klen, const char **dir,
+    size_t *len)
+{
+	struct cdb *db = &rt->map->cdb;
+	int found = cdb_find(db, key, (unsigned)klen);
+
+	if (found <= 0)
+		return found;
+	if ((*dir = cdb_getdata(db)) == NULL)
+		return -1;
+	*len = cdb_datalen(db);
+	return 1;
+}
+
+static int
+map_domain(const struct routes *rt, const char *domain, size_t dlen)
+{
+	struct cdb *db = &rt->map->cdb;
+	char key[ROUTE_KEY_MAX];
+	size_t klen = make_key(KEY_DOMAIN, NULL, 0, domain, dlen, key, sizeof(key));
+	const char *val;
+	int found;
+
+	if (klen == 0 || (found = cdb_find(db, key, (unsigned)klen)) == 0)
+		return 0;
+	if (found < 0 || cdb_datalen(db) != 1 || (val = cdb_getdata(db)) == NULL)
+		return -1;
+	return val[0] - '0';
+}
+
+static bool
+map_any_domains(const struct routes *rt)
+{
+	return rt->map->any_domains;
+}
+
+static const char *
+map_first_domain(const struct routes *rt)
+{
+	return rt->map->first_domain[0] != '\0' ? rt->map->first_domain : NULL;
+}
+
+static const struct backend array_backend = {
+	array_maildir, array_domain, array_any_domains, array_first_domain,
+};
+static const struct backend map_backend = {
+	map_maildir, map_domain, map_any_domains, map_first_domain,
+};
+
+/* The one place that tells the two apart. */
+static const struct backend *
+backend_of(const struct routes *rt)
+{
+	return rt->map != NULL ? &map_backend : &array_backend;
+}
+
+/* A mailbox of the parsed routes for postmaster@domain, its own or the catch-all. */
+static bool
 has_postmaster(const struct routes *rt, const char *domain)
 {
 	char key[ROUTE_KEY_MAX];
-	size_t klen = make_key(key, sizeof(key), "postmaster", 10, domain, strlen(domain));
-	struct route r;
+	size_t dlen = strlen(domain), klen;
+	const char *dir;
+	size_t len;
 
-	return klen == 0 || find_box(rt, key, klen, &r) == 1 ||
-	    find_box(rt, key + 10, klen - 10, &r) == 1;
+	return (klen = make_key(KEY_MAILBOX, "postmaster", 10, domain, dlen, key, sizeof(key))) == 0 ||
+	    array_maildir(rt, key, klen, &dir, &len) == 1 ||
+	    (klen = make_key(KEY_MAILBOX, "", 0, domain, dlen, key, sizeof(key))) == 0 ||
+	    array_maildir(rt, key, klen, &dir, &len) == 1;
 }
 
-/* postmaster@domain with the Maildir of boxes[from] (an index: realloc moves them). */
+/* postmaster's implied Maildir for domain: that of boxes[from] (an index: realloc moves them). */
 static int
-append_box(struct routes *rt, const char *domain, size_t from)
+append_postmaster(struct routes *rt, const char *domain, size_t from)
 {
 	char key[ROUTE_KEY_MAX];
-	size_t klen = make_key(key, sizeof(key), "postmaster", 10, domain, strlen(domain));
-	struct mailbox *grown = realloc(rt->boxes, (rt->nboxes + 1) * sizeof(*grown));
-	struct mailbox *m;
+	size_t klen = make_key(KEY_POSTMASTER, NULL, 0, domain, strlen(domain), key, sizeof(key));
 
-	if (grown == NULL)
-		return -1;
-	rt->boxes = grown;
-	m = &rt->boxes[rt->nboxes];
-	m->key = copy_string(key, klen);
-	m->maildir = copy_string(rt->boxes[from].maildir, strlen(rt->boxes[from].maildir));
-	m->line = rt->boxes[from].line;
-	m->implied = true;
-	if (m->key == NULL || m->maildir == NULL)
-		return -1;
-	rt->nboxes++;
-	return 0;
+	return klen == 0 ? 0 : append_box(rt, key, klen, rt->boxes[from].maildir,
+	    rt->boxes[from].line);
+}
+
+/*
+ * The first mailbox line of each domain of box_domains in firsts[], SIZE_MAX
+ * for a domain whose postmaster has a mailbox already; the first line of all
+ * in *first.
+ */
+static void
+first_lines(const struct routes *rt, size_t nreal, size_t *firsts, size_t *first)
+{
+	for (size_t d = 0; d < rt->nbox_domains; d++)
+		firsts[d] = SIZE_MAX;
+	*first = 0;
+	for (size_t i = 0; i < nreal; i++) {
+		const char *dom = key_domain(rt->boxes[i].key);
+		char **at = bsearch(&dom, rt->box_domains, rt->nbox_domains, sizeof(char *), cmp_string);
+		size_t d = (size_t)(at - rt->box_domains);
+
+		if (firsts[d] == SIZE_MAX || rt->boxes[i].line < rt->boxes[firsts[d]].line)
+			firsts[d] = i;
+		if (rt->boxes[i].line < rt->boxes[*first].line)
+			*first = i;
+	}
+	for (size_t d = 0; d < rt->nbox_domains; d++)
+		if (has_postmaster(rt, rt->box_domains[d]))
+			firsts[d] = SIZE_MAX;
 }
 
 /*
@@ -233,54 +442,42 @@ append_box(struct routes *rt, const char *domain, size_t from)
  * mailbox line, the domain's catch-all and the default Maildir come first;
  * without any of them, postmaster@DOMAIN gets the Maildir of the first
  * mailbox line for DOMAIN in the file (for a domain line without mailbox
- * lines, of the first mailbox line of all). One pass over the mailboxes, so
- * a large map stays quick to start; a compiled map carries the result.
+ * lines, of the first mailbox line of all), kept under a KEY_POSTMASTER
+ * key, which only a look-up without a default Maildir asks for. One pass
+ * over the mailboxes, so a large map stays quick to start; a compiled map
+ * carries the result.
  */
 static int
 add_postmasters(struct routes *rt)
 {
-	size_t nreal = rt->nboxes, first = 0;
+	size_t nreal = rt->nboxes, first;
 	size_t *firsts;
 	bool *lonely;
 	int rc = 0;
 
 	if (nreal == 0)
 		return 0;
-	firsts = malloc(rt->nbox_domains * sizeof(*firsts));
+	firsts = malloc((rt->nbox_domains + 1) * sizeof(*firsts));
 	lonely = calloc(rt->ndomains + 1, sizeof(*lonely));
 	if (firsts == NULL || lonely == NULL) {
 		free(firsts);
 		free(lonely);
 		return -1;
 	}
-	for (size_t d = 0; d < rt->nbox_domains; d++)
-		firsts[d] = SIZE_MAX;
-	for (size_t i = 0; i < nreal; i++) {
-		const char *dom = strrchr(rt->boxes[i].key, '@') + 1;
-		char **at = bsearch(&dom, rt->box_domains, rt->nbox_domains, sizeof(char *), cmp_string);
-		size_t d = (size_t)(at - rt->box_domains);
-
-		if (firsts[d] == SIZE_MAX || rt->boxes[i].line < rt->boxes[firsts[d]].line)
-			firsts[d] = i;
-		if (rt->boxes[i].line < rt->boxes[first].line)
-			first = i;
-	}
-	/* Ask first, add after: appending unsorts the array find_box searches. */
-	for (size_t d = 0; d < rt->nbox_domains; d++)
-		if (has_postmaster(rt, rt->box_domains[d]))
-			firsts[d] = SIZE_MAX;
+	/* Ask first, add after: appending unsorts the array the questions search. */
+	first_lines(rt, nreal, firsts, &first);
 	for (size_t d = 0; d < rt->ndomains; d++)
 		lonely[d] = !listed(rt->box_domains, rt->nbox_domains, rt->domains[d]) &&
 		    !has_postmaster(rt, rt->domains[d]);
 	for (size_t d = 0; d < rt->nbox_domains && rc == 0; d++)
 		if (firsts[d] != SIZE_MAX)
-			rc = append_box(rt, rt->box_domains[d], firsts[d]);
+			rc = append_postmaster(rt, rt->box_domains[d], firsts[d]);
 	for (size_t d = 0; d < rt->ndomains && rc == 0; d++)
 		if (lonely[d])
-			rc = append_box(rt, rt->domains[d], first);
+			rc = append_postmaster(rt, rt->domains[d], first);
 	free(lonely);
 	free(firsts);
-	/* Each added key is new (has_postmaster said so): no duplicates. */
+	/* Each added key is new: no duplicates. */
 	if (rc == 0 && rt->nboxes > nreal)
 		qsort(rt->boxes, rt->nboxes, sizeof(*rt->boxes), cmp_mailbox);
 	return rc;
@@ -290,7 +487,7 @@ unsigned
 routes_finish(struct routes *rt)
 {
 	const char *first = rt->ndomains > 0 ? rt->domains[0] :
-	    rt->nboxes > 0 ? strrchr(rt->boxes[0].key, '@') + 1 : NULL;
+	    rt->nboxes > 0 ? key_domain(rt->boxes[0].key) : NULL;
 
 	/* Before sorting, [0] is the first line of the file: <postmaster>'s domain. */
 	free(rt->first_domain);
@@ -306,7 +503,7 @@ routes_finish(struct routes *rt)
 	if (rt->box_domains == NULL)
 		return ROUTES_NOMEM;
 	for (size_t i = 0; i < rt->nboxes; i++)
-		rt->box_domains[i] = strrchr(rt->boxes[i].key, '@') + 1;
+		rt->box_domains[i] = key_domain(rt->boxes[i].key);
 	rt->nbox_domains = sort_distinct(rt->box_domains, rt->nboxes, false);
 	for (size_t i = 1; i < rt->nboxes; i++)
 		if (strcmp(rt->boxes[i - 1].key, rt->boxes[i].key) == 0)
@@ -329,16 +526,14 @@ routes_free(struct routes *rt)
 	free(rt->boxes);
 	free(rt->box_domains);
 	free(rt->first_domain);
+	free(rt->default_maildir);
+	free(rt->delimiters);
 	if (rt->map != NULL) {
 		close(cdb_fileno(&rt->map->cdb));
 		cdb_free(&rt->map->cdb);
 		free(rt->map);
 	}
-	rt->domains = rt->box_domains = NULL;
-	rt->boxes = NULL;
-	rt->map = NULL;
-	rt->first_domain = NULL;
-	rt->ndomains = rt->nboxes = rt->nbox_domains = 0;
+	memset(rt, 0, sizeof(*rt));
 }
 
 int
@@ -351,272 +546,162 @@ routes_have_destination(const struct routes *rt)
 static int
 set_maildir(struct route *r, const char *dir, size_t n)
 {
-	if (n == 0 || n + 2 + ROUTE_TAG_MAX >= sizeof(r->maildir)) {
+	if (n == 0 || !fits_with_folder(n)) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
 	memcpy(r->maildir, dir, n);
 	r->maildir[n] = '\0';
-	r->folder = false;
 	return 1;
 }
 
-/* 1 and r filled when key names a mailbox, 0 when not, -1 when the map fails. */
+/* A recipient in the form keys are made of. */
+struct query {
+	char	local[SMTP_LOCAL_MAX + 1];	/* ASCII folded */
+	size_t	llen;
+	size_t	base;		/* length of the user before a tag; llen when not split */
+	const char *tag;	/* the tag as the client wrote it, or NULL */
+	size_t	tag_len;
+	char	domain[SMTP_DOMAIN_MAX + 1];	/* address_domain_key's form */
+	size_t	dlen;
+	bool	postmaster;	/* the user is postmaster */
+};
+
+/* 1 and r filled when a box has key kind for q's domain, 0 when none, -1 on failure. */
 static int
-find_box(const struct routes *rt, const char *key, size_t klen, struct route *r)
+find_maildir(const struct routes *rt, enum key_kind kind, const char *local, size_t llen,
+    const struct query *q, struct route *r)
 {
-	if (rt->map != NULL) {
-		struct cdb *db = &rt->map->cdb;
-		const void *val;
-		int found = cdb_find(db, key, (unsigned)klen);
+	char key[ROUTE_KEY_MAX];
+	size_t klen = make_key(kind, local, llen, q->domain, q->dlen, key, sizeof(key)), len;
+	const char *dir;
+	int found;
 
-		if (found <= 0)
-			return found;
-		if ((val = cdb_getdata(db)) == NULL)
-			return -1;
-		return set_maildir(r, val, cdb_datalen(db));
-	}
-	for (size_t lo = 0, hi = rt->nboxes; lo < hi; ) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(key, rt->boxes[mid].key);
-
-		if (c == 0)
-			return set_maildir(r, rt->boxes[mid].maildir, strlen(rt->boxes[mid].maildir));
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return 0;
-}
-
-static int
-listed(char *const *v, size_t n, const char *s)
-{
-	return n > 0 && bsearch(&s, v, n, sizeof(*v), cmp_string) != NULL;
-}
-
-/* DOMAIN_LISTED | DOMAIN_BOXES for a canonical domain; -1 when the map fails. */
-static int
-domain_flags(const struct routes *rt, const char *domain, size_t dlen)
-{
-	if (rt->map != NULL) {
-		struct cdb *db = &rt->map->cdb;
-		char key[sizeof(MAP_DOMAIN) + SMTP_DOMAIN_MAX];
-		const char *val;
-		int found;
-
-		memcpy(key, MAP_DOMAIN, sizeof(MAP_DOMAIN) - 1);
-		memcpy(key + sizeof(MAP_DOMAIN) - 1, domain, dlen);
-		found = cdb_find(db, key, (unsigned)(sizeof(MAP_DOMAIN) - 1 + dlen));
-		if (found <= 0)
-			return found;
-		if (cdb_datalen(db) != 1 || (val = cdb_getdata(db)) == NULL)
-			return -1;
-		return val[0] - '0';
-	}
-	return (listed(rt->domains, rt->ndomains, domain) ? DOMAIN_LISTED : 0) |
-	    (listed(rt->box_domains, rt->nbox_domains, domain) ? DOMAIN_BOXES : 0);
-}
-
-static int
-any_domains(const struct routes *rt)
-{
-	return rt->map != NULL ? rt->map->any_domains :
-	    rt->ndomains > 0;
+	if (klen == 0)
+		return 0;
+	if ((found = backend_of(rt)->maildir(rt, key, klen, &dir, &len)) != 1)
+		return found;
+	return set_maildir(r, dir, len);
 }
 
 /* A tag that may name a folder: no dots, so no "..", no Maildir++ hierarchy. */
-static int
+static bool
 safe_tag(const char *p, size_t n)
 {
 	if (n == 0 || n > ROUTE_TAG_MAX)
-		return 0;
+		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = p[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
-			return 0;
+			return false;
 	}
-	return 1;
-}
-
-/*
- * create-folders: MAILDIR/.TAG with its "maildirfolder" marker (Courier
- * maildir(5), protocol.md 4.6); maildir.c adds the folder's tmp/, new/
- * and cur/. The Maildir itself is made by maildir_create, which syncs each
- * new directory into its parent. A folder that cannot be made durable is
- * taken back out, and the message goes to the inbox.
- */
-static int
-make_folder(const char *maildir, const char *folder)
-{
-	char marker[ROUTE_PATH_MAX + 16];
-	int fd;
-
-	if (snprintf(marker, sizeof(marker), "%s/maildirfolder", folder) >= (int)sizeof(marker) ||
-	    maildir_create(maildir) == -1 || mkdir(folder, 0700) == -1)
-		return -1;
-	if ((fd = open(marker, O_CREAT | O_WRONLY | O_CLOEXEC, 0600)) != -1)
-		close(fd);
-	if (fd == -1 || maildir_sync_dir(folder) == -1 || maildir_sync_dir(maildir) == -1) {
-		unlink(marker);
-		rmdir(folder);
-		return -1;
-	}
-	return 0;
-}
-
-/* File into MAILDIR/.TAG when TAG is safe and the folder is there (or may be made). */
-static void
-choose_folder(const struct routes *rt, struct route *r, const char *tag, size_t n)
-{
-	char path[ROUTE_PATH_MAX];
-	struct stat st;
-	int len;
-
-	if (tag == NULL || !safe_tag(tag, n))
-		return;
-	len = snprintf(path, sizeof(path), "%s/.%.*s", r->maildir, (int)n, tag);
-	if (len < 0 || (size_t)len >= sizeof(path))
-		return;
-	if (stat(path, &st) == 0 ? !S_ISDIR(st.st_mode) :
-	    !rt->create_folders || make_folder(r->maildir, path) == -1)
-		return;
-	memcpy(r->maildir, path, (size_t)len + 1);
-	r->folder = true;
+	return true;
 }
 
 /*
  * user+tag: the length of "user", and the tag after the delimiter. Only a
- * dot-string is split; a quoted local part is one name. 0 when not split.
+ * dot-string is split; a quoted local part is one name. n when not split.
  */
 static size_t
-split_tag(const struct routes *rt, const char *local, size_t n, const char **tag,
-    size_t *tag_len)
+split_tag(const struct routes *rt, const char *local, size_t n, size_t *tag_at)
 {
 	const char *delimiters = rt->delimiters != NULL ? rt->delimiters : "+";
 
-	*tag = NULL;
-	*tag_len = 0;
 	if (n == 0 || local[0] == '"' || delimiters[0] == '\0')
-		return 0;
+		return n;
 	for (size_t i = 1; i < n; i++) {
 		if (strchr(delimiters, local[i]) != NULL) {
-			*tag = local + i + 1;
-			*tag_len = n - i - 1;
+			*tag_at = i + 1;
 			return i;
 		}
 	}
-	return 0;
+	return n;
+}
+
+/* The canonical parts of a; false when the domain is none of ours to look up. */
+static bool
+make_query(const struct routes *rt, const struct address *a, struct query *q)
+{
+	const char *d;
+	size_t tag_at = 0;
+
+	if (a->bare) {	/* <postmaster> alone: postmaster@ the first domain */
+		if ((d = backend_of(rt)->first_domain(rt)) == NULL)
+			return false;
+		q->dlen = strlen(d);
+		memcpy(q->domain, d, q->dlen + 1);
+	} else if ((q->dlen = address_domain_key(a->domain, a->domain_len, q->domain,
+	    sizeof(q->domain))) == 0) {
+		return false;
+	}
+	q->llen = a->local_len;
+	memcpy(q->local, a->local, q->llen + 1);
+	fold_ascii(q->local, q->llen);
+	q->base = split_tag(rt, q->local, q->llen, &tag_at);
+	/* The tag keeps the case the client wrote: folder names are case-sensitive. */
+	q->tag = q->base < q->llen ? a->local + tag_at : NULL;
+	q->tag_len = q->base < q->llen ? q->llen - tag_at : 0;
+	q->postmaster = q->base == 10 && memcmp(q->local, "postmaster", 10) == 0;
+	return true;
+}
+
+/* No mailbox line matched: the domain decides (see routes_lookup). */
+static enum route_result
+route_by_domain(const struct routes *rt, const struct query *q, struct route *r)
+{
+	const struct backend *be = backend_of(rt);
+	int flags = be->domain(rt, q->domain, q->dlen), found;
+
+	if (flags == -1)
+		return ROUTE_TEMPFAIL;
+	if (be->any_domains(rt) && flags == 0)
+		return ROUTE_NOT_OURS;
+	if ((flags & DOMAIN_BOXES) && !q->postmaster)
+		return ROUTE_UNKNOWN_USER;
+	if (rt->default_maildir != NULL)
+		return set_maildir(r, rt->default_maildir, strlen(rt->default_maildir)) == 1 ?
+		    ROUTE_OK : ROUTE_TEMPFAIL;
+	if (!q->postmaster || flags == 0)
+		return flags != 0 ? ROUTE_UNKNOWN_USER : ROUTE_NOT_OURS;
+	found = find_maildir(rt, KEY_POSTMASTER, NULL, 0, q, r);
+	return found == 1 ? ROUTE_OK : found == -1 ? ROUTE_TEMPFAIL : ROUTE_UNKNOWN_USER;
 }
 
 /*
- * A compiled map keeps add_postmasters' lines apart, for use only when no
- * default Maildir turns up at run time (-m): the parsed routes have them
- * among the mailboxes already, made after -m was known.
+ * The whole address, then the user of user+tag, then the domain's
+ * catch-all; then the default Maildir for a served domain without mailbox
+ * lines, and postmaster's implied Maildir (add_postmasters). A tag names
+ * the folder unless the whole address matched.
  */
-static int
-find_implied(const struct routes *rt, const char *domain, size_t dlen, struct route *r)
-{
-	char key[sizeof(MAP_POSTMASTER) + SMTP_DOMAIN_MAX];
-	const char *val;
-	int found;
-
-	if (rt->map == NULL)
-		return 0;
-	memcpy(key, MAP_POSTMASTER, sizeof(MAP_POSTMASTER) - 1);
-	memcpy(key + sizeof(MAP_POSTMASTER) - 1, domain, dlen);
-	found = cdb_find(&rt->map->cdb, key, (unsigned)(sizeof(MAP_POSTMASTER) - 1 + dlen));
-	if (found <= 0)
-		return found;
-	if ((val = cdb_getdata(&rt->map->cdb)) == NULL)
-		return -1;
-	return set_maildir(r, val, cdb_datalen(&rt->map->cdb));
-}
-
-static const char *
-first_domain(const struct routes *rt)
-{
-	if (rt->map != NULL) {
-		const char *d = rt->map->first_domain;
-
-		return d[0] != '\0' ? d : NULL;
-	}
-	return rt->first_domain;
-}
-
 enum route_result
 routes_lookup(const struct routes *rt, const struct address *a, struct route *r)
 {
-	char domain[SMTP_DOMAIN_MAX + 1], local[SMTP_LOCAL_MAX + 1], key[ROUTE_KEY_MAX];
-	size_t dlen, llen, klen, base, tag_len = 0;
-	const char *tag = NULL;
-	int found, flags, postmaster;
+	enum route_result result;
+	struct query q;
+	int found;
 
 	r->maildir[0] = '\0';
-	r->folder = false;
-	if (a->bare) {
-		/* <postmaster> alone: the default Maildir, else postmaster@ the first domain. */
-		const char *d = first_domain(rt);
-
-		if (rt->default_maildir != NULL)
-			return set_maildir(r, rt->default_maildir, strlen(rt->default_maildir)) == 1 ?
-			    ROUTE_OK : ROUTE_TEMPFAIL;
-		if (d == NULL)
-			return ROUTE_NOT_OURS;
-		dlen = strlen(d);
-		memcpy(domain, d, dlen + 1);
-		memcpy(local, "postmaster", 11);
-		llen = 10;
-	} else {
-		if ((dlen = address_domain_key(a->domain, a->domain_len, domain, sizeof(domain))) == 0)
-			return ROUTE_NOT_OURS;
-		llen = a->local_len;
-		memcpy(local, a->local, llen + 1);
-		fold_ascii(local, llen);
-	}
-	klen = make_key(key, sizeof(key), local, llen, domain, dlen);
-	if ((found = find_box(rt, key, klen, r)) != 0)
+	r->folder[0] = '\0';
+	if (a->bare && rt->default_maildir != NULL)
+		return set_maildir(r, rt->default_maildir, strlen(rt->default_maildir)) == 1 ?
+		    ROUTE_OK : ROUTE_TEMPFAIL;
+	if (!make_query(rt, a, &q))
+		return ROUTE_NOT_OURS;
+	if ((found = find_maildir(rt, KEY_MAILBOX, q.local, q.llen, &q, r)) != 0)
 		return found == 1 ? ROUTE_OK : ROUTE_TEMPFAIL;
-
-	/* The tag keeps the case the client wrote: folder names are case-sensitive. */
-	base = split_tag(rt, local, llen, &tag, &tag_len);
-	if (tag != NULL && !a->bare)
-		tag = a->local + (tag - local);
-	if (base == 0)
-		base = llen;
-	postmaster = base == 10 && memcmp(local, "postmaster", 10) == 0;
-	found = 0;
-	if (base < llen) {
-		klen = make_key(key, sizeof(key), local, base, domain, dlen);
-		found = find_box(rt, key, klen, r);
+	if (q.base < q.llen)
+		found = find_maildir(rt, KEY_MAILBOX, q.local, q.base, &q, r);
+	if (found == 0)
+		found = find_maildir(rt, KEY_MAILBOX, "", 0, &q, r);
+	result = found == 1 ? ROUTE_OK : found == -1 ? ROUTE_TEMPFAIL : route_by_domain(rt, &q, r);
+	if (result == ROUTE_OK && q.tag != NULL && safe_tag(q.tag, q.tag_len)) {
+		r->folder[0] = '.';
+		memcpy(r->folder + 1, q.tag, q.tag_len);
+		r->folder[q.tag_len + 1] = '\0';
 	}
-	if (found == 0) {	/* the catch-all: "@domain" */
-		klen = make_key(key, sizeof(key), "", 0, domain, dlen);
-		found = find_box(rt, key, klen, r);
-	}
-	if (found == -1)
-		return ROUTE_TEMPFAIL;
-	if (found == 0) {
-		if ((flags = domain_flags(rt, domain, dlen)) == -1)
-			return ROUTE_TEMPFAIL;
-		if (any_domains(rt) && flags == 0)
-			return ROUTE_NOT_OURS;
-		if ((flags & DOMAIN_BOXES) && !postmaster)
-			return ROUTE_UNKNOWN_USER;
-		if (rt->default_maildir != NULL) {
-			if (set_maildir(r, rt->default_maildir, strlen(rt->default_maildir)) != 1)
-				return ROUTE_TEMPFAIL;
-		} else if (!postmaster || flags == 0 ||
-		    (found = find_implied(rt, domain, dlen, r)) != 1) {
-			return found == -1 ? ROUTE_TEMPFAIL :
-			    flags != 0 ? ROUTE_UNKNOWN_USER : ROUTE_NOT_OURS;
-		}
-	}
-	choose_folder(rt, r, tag, tag_len);
-	return ROUTE_OK;
+	return result;
 }
 
 /* One record; cdb_make_add keeps its own buffer. */
@@ -633,17 +718,38 @@ put(struct cdb_make *mk, const char *key, size_t klen, const char *val, size_t v
 static int
 put_domain(struct cdb_make *mk, const char *domain, int flags)
 {
-	char key[sizeof(MAP_DOMAIN) + SMTP_DOMAIN_MAX];
-	size_t n = strlen(domain);
+	char key[ROUTE_KEY_MAX];
+	size_t klen = make_key(KEY_DOMAIN, NULL, 0, domain, strlen(domain), key, sizeof(key));
 	char val = (char)('0' + flags);
 
-	if (n > SMTP_DOMAIN_MAX) {
+	if (klen == 0) {
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	memcpy(key, MAP_DOMAIN, sizeof(MAP_DOMAIN) - 1);
-	memcpy(key + sizeof(MAP_DOMAIN) - 1, domain, n);
-	return put(mk, key, sizeof(MAP_DOMAIN) - 1 + n, &val, 1);
+	return put(mk, key, klen, &val, 1);
+}
+
+/* Both domain lists are sorted: merge them into one record per domain. */
+static int
+put_domains(struct cdb_make *mk, const struct routes *rt)
+{
+	size_t i = 0, j = 0;
+	int rc = 0;
+
+	while (rc == 0 && (i < rt->ndomains || j < rt->nbox_domains)) {
+		int c = i == rt->ndomains ? 1 : j == rt->nbox_domains ? -1 :
+		    strcmp(rt->domains[i], rt->box_domains[j]);
+
+		if (c < 0)
+			rc = put_domain(mk, rt->domains[i++], DOMAIN_LISTED);
+		else if (c > 0)
+			rc = put_domain(mk, rt->box_domains[j++], DOMAIN_BOXES);
+		else {
+			rc = put_domain(mk, rt->domains[i++], DOMAIN_LISTED | DOMAIN_BOXES);
+			j++;
+		}
+	}
+	return rc;
 }
 
 int
@@ -651,7 +757,6 @@ routes_write_map(const struct routes *rt, int fd, const char *settings, size_t l
 {
 	struct cdb_make mk;
 	char count[32];
-	size_t i = 0, j = 0;
 	int rc = 0;
 
 	if (cdb_make_start(&mk, fd) == -1)
@@ -663,35 +768,11 @@ routes_write_map(const struct routes *rt, int fd, const char *settings, size_t l
 	if (rt->first_domain != NULL)
 		rc |= put(&mk, MAP_FIRST, sizeof(MAP_FIRST) - 1, rt->first_domain,
 		    strlen(rt->first_domain));
-	for (size_t b = 0; b < rt->nboxes && rc == 0; b++) {
-		const struct mailbox *m = &rt->boxes[b];
-		char key[sizeof(MAP_POSTMASTER) + SMTP_DOMAIN_MAX];
-		const char *domain = strrchr(m->key, '@') + 1;
-		size_t dlen = strlen(domain);
-
-		if (!m->implied) {
-			rc = put(&mk, m->key, strlen(m->key), m->maildir, strlen(m->maildir));
-			continue;
-		}
-		memcpy(key, MAP_POSTMASTER, sizeof(MAP_POSTMASTER) - 1);
-		memcpy(key + sizeof(MAP_POSTMASTER) - 1, domain, dlen);
-		rc = put(&mk, key, sizeof(MAP_POSTMASTER) - 1 + dlen, m->maildir, strlen(m->maildir));
-	}
-	/* Both domain lists are sorted: merge them into one record per domain. */
-	while (rc == 0 && (i < rt->ndomains || j < rt->nbox_domains)) {
-		int c = i == rt->ndomains ? 1 : j == rt->nbox_domains ? -1 :
-		    strcmp(rt->domains[i], rt->box_domains[j]);
-
-		if (c < 0)
-			rc = put_domain(&mk, rt->domains[i++], DOMAIN_LISTED);
-		else if (c > 0)
-			rc = put_domain(&mk, rt->box_domains[j++], DOMAIN_BOXES);
-		else {
-			rc = put_domain(&mk, rt->domains[i++], DOMAIN_LISTED | DOMAIN_BOXES);
-			j++;
-		}
-	}
-	if (rc != 0)
+	/* The boxes' keys are make_key's already, implied postmasters too. */
+	for (size_t b = 0; b < rt->nboxes && rc == 0; b++)
+		rc = put(&mk, rt->boxes[b].key, strlen(rt->boxes[b].key), rt->boxes[b].maildir,
+		    strlen(rt->boxes[b].maildir));
+	if (rc != 0 || put_domains(&mk, rt) != 0)
 		return -1;
 	return cdb_make_finish(&mk) == 0 ? 0 : -1;
 }

@@ -10,28 +10,30 @@
 
 #define ROUTE_PATH_MAX	4096	/* a Maildir path with its folder, NUL included */
 #define ROUTE_TAG_MAX	32	/* longest sub-address tag that can name a folder */
+#define ROUTE_FOLDER_MAX	(ROUTE_TAG_MAX + 2)	/* ".TAG" and its NUL */
 #define ROUTE_KEY_MAX	(SMTP_LOCAL_MAX + 1 + SMTP_DOMAIN_MAX + 1)
 
 struct route_map;
 
 struct mailbox {
-	char	*key;		/* "local@domain" or "@domain", canonical (routes_add_mailbox) */
-	char	*maildir;
+	char	*key;		/* owned: "local@domain", "@domain", or an implied postmaster's */
+	char	*maildir;	/* owned */
 	unsigned line;		/* where the config file said it */
-	bool	implied;	/* postmaster@ given a home by routes_finish */
 };
 
+/* Every pointer here is owned by the routes and freed by routes_free, unless it says otherwise. */
 struct routes {
 	char	**domains;	/* `domain` lines, canonical, sorted */
 	size_t	ndomains;
-	struct mailbox *boxes;	/* `mailbox` lines, sorted by key */
+	struct mailbox *boxes;	/* `mailbox` lines and implied postmasters, sorted by key */
 	size_t	nboxes;
-	char	**box_domains;	/* domains named by mailbox lines, sorted, distinct */
+	char	**box_domains;	/* domains named by mailbox lines, sorted, distinct; the
+				 * strings are borrowed from boxes[].key */
 	size_t	nbox_domains;
 	char	*first_domain;	/* of the first domain line, else mailbox line: <postmaster> */
-	const char *default_maildir;	/* -m or `maildir`; may be NULL */
-	const char *delimiters;	/* recipient-delimiter: NULL is "+", "" turns it off */
-	bool	create_folders;	/* create-folders yes: a tag may create its folder */
+	char	*default_maildir;	/* routes_set_maildir: -m or `maildir`; may be NULL */
+	char	*delimiters;	/* routes_set_delimiters: NULL is "+", "" turns tags off */
+	bool	create_folders;	/* create-folders yes: read by the session when it delivers */
 	struct route_map *map;	/* the compiled map (FILE.cdb) when one is open */
 };
 
@@ -42,10 +44,14 @@ enum route_result {
 	ROUTE_TEMPFAIL,		/* 451 4.3.0: the compiled map could not be read */
 };
 
-/* Where one recipient's copy goes. */
+/*
+ * Where one recipient's copy goes. Routing never looks at the file system:
+ * whether the folder is a real Maildir++ folder, or may be created, is
+ * decided when the message is delivered (maildir_is_folder).
+ */
 struct route {
-	char	maildir[ROUTE_PATH_MAX];	/* a configured Maildir, or its folder .TAG */
-	bool	folder;				/* maildir is a Maildir++ folder */
+	char	maildir[ROUTE_PATH_MAX];	/* a configured Maildir */
+	char	folder[ROUTE_FOLDER_MAX];	/* "" or ".TAG": the folder a safe tag names */
 };
 
 /*
@@ -70,7 +76,16 @@ int routes_add_mailbox(struct routes *rt, const char *address, const char *maild
  */
 unsigned routes_finish(struct routes *rt);
 
-/* Free what the add functions and routes_open_map allocated (default_maildir is not owned). */
+/*
+ * The default Maildir (-m or `maildir`) and the recipient delimiters, each
+ * copied into rt; a later call replaces (and frees) the earlier value, so
+ * -m given after the file wins. NULL clears. -1 with errno EINVAL for an
+ * empty Maildir name, ENAMETOOLONG for one too long to route to, ENOMEM.
+ */
+int routes_set_maildir(struct routes *rt, const char *dir);
+int routes_set_delimiters(struct routes *rt, const char *chars);
+
+/* Free everything rt owns (every pointer in it) and clear it. */
 void routes_free(struct routes *rt);
 
 /* Any destination at all? A config without one cannot accept mail. */
@@ -78,9 +93,9 @@ int routes_have_destination(const struct routes *rt);
 
 /*
  * Route one recipient (RFC 5321 4.5.1: postmaster always has a home). A
- * sub-address user+tag routes like user and fills r->maildir with the
- * folder MAILDIR/.tag when the tag is a safe name and the folder exists
- * (or create_folders is set and it could be made).
+ * sub-address user+tag routes like user and names the folder ".tag" in
+ * r->folder when the tag is a safe name (1 to ROUTE_TAG_MAX ASCII letters,
+ * digits, '-' and '_').
  */
 enum route_result routes_lookup(const struct routes *rt, const struct address *a,
     struct route *r);

@@ -5,13 +5,15 @@
  * connection ends only after 221, after 421 (timeout, too many errors,
  * stop) or at client EOF; a message is acknowledged with 250 only after
  * maildir_commit() says it is on disk. Only <CRLF>.<CRLF> ends message data
- * (RFC 5321 4.1.1.4, protocol.md 3), so no second transaction can be
- * smuggled inside one. Leaves reading to reader.c, reply formatting and
- * flushing to reply.c, file handling to maildir.c, routing to route.c.
+ * (RFC 5321 4.1.1.4; doc/smuggling.md) and a BDAT chunk is read by its
+ * count (RFC 3030), so no second transaction can be smuggled inside one;
+ * after STARTTLS nothing sent in plain text is answered (RFC 3207 4.2).
+ * Leaves reading to reader.c, reply formatting and flushing to reply.c,
+ * TLS to tls.c, file handling to maildir.c, routing to route.c.
  */
 #include "session.h"
 
-#include <signal.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -29,56 +31,170 @@
 #define DATA_PIECE	READER_BUFFER	/* longer data lines pass in pieces */
 #define ERROR_LIMIT	20	/* Postfix's smtpd_hard_error_limit */
 #define HOP_LIMIT	100	/* RFC 5321 6.3: count Received, at least 100 */
+#define OVERSHOOT_LIMIT	1000	/* Postfix's smtpd_recipient_overshoot_limit */
 #define HELO_MAX	255
+#define CHUNK_CLOCK	65536	/* BDAT: octets per line timeout (RFC 3030 has none) */
+#define FOLDER_LIMIT	10	/* create-folders: new folders per session */
+#define LINGER_MS	2000	/* a lingering close reads at most this long */
+#define LINGER_BYTES	(1 << 20)	/* and at most this much */
 
 enum session_state { S_GREETED, S_HELLO, S_MAIL, S_RCPT, S_CLOSED };
 
+/* One distinct destination of the transaction. */
+struct destination {
+	char	*maildir;		/* owned: freed by reset_transaction */
+	char	folder[ROUTE_FOLDER_MAX];	/* "" or the ".TAG" the route named */
+};
+
+/* The client's text as it is stored, across DATA lines or BDAT chunks. */
+struct text {
+	unsigned long long size;	/* octets counted against max-message-size */
+	unsigned hops;			/* Received fields in the client's header */
+	bool	too_big;		/* past max-message-size: nothing more is stored */
+	bool	started;		/* a line has begun: the next is not the first */
+	bool	line_start, in_header;
+	bool	cr_held;		/* BDAT: a chunk ended in CR, maybe half of CRLF */
+	size_t	held;			/* BDAT: head[0..held) starts a header line */
+	char	head[9];		/* strlen("Received:") */
+};
+
 struct session {
-	const struct session_config *cfg;
-	enum session_state state;
-	int	exit_status;
-	unsigned errors;
-	bool	esmtp;
-	char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
-	const char *verb;		/* the command being answered, for logs */
+	/*
+	 * Everything but the buffers: session_run clears it whole, with one
+	 * memset, so no field added here can escape the clearing.
+	 */
+	struct {
+		const struct session_config *cfg;
+		enum session_state state;
+		int	exit_status;
+		bool	closed_by_us;		/* with a 421: linger() */
+		unsigned errors;
+		bool	esmtp;
+		struct tls *tls;		/* after STARTTLS; tls_close at the end */
+		char	helo[HELO_MAX + 1];	/* sanitised: safe in Received */
+		const char *verb;		/* the command being answered, for logs */
+		const char *arg;		/* its argument, in the reader: valid until the next read */
+		size_t	arg_len;
 
-	/* The mail transaction: MAIL, RCPTs, DATA. */
-	char	from[SMTP_PATH_MAX + 1];
-	bool	smtputf8;
-	char	first_rcpt[SMTP_PATH_MAX + 1];
-	unsigned nrcpt;
-	const char **dirs;		/* distinct Maildirs (owned copies), max_recipients of them */
-	size_t	ndirs;
+		/* The mail transaction: MAIL, RCPTs, DATA. */
+		char	from[SMTP_PATH_MAX + 1];
+		bool	smtputf8;
+		char	first_rcpt[SMTP_PATH_MAX + 1];
+		unsigned nrcpt;
+		unsigned excess_rcpt;		/* RCPTs past max_recipients, refused with 452 */
+		struct destination *dests;	/* owned: room for max_recipients, by session_run */
+		size_t	ndests;
+		unsigned folders_made;		/* create-folders: this session's, up to FOLDER_LIMIT */
+		bool	chunking;		/* a BDAT came: DATA is out of step (RFC 3030 2) */
+		bool	chunks_failed;		/* a chunk was refused: the rest are 503 */
+		struct text text;		/* the message as stored, DATA or BDAT */
+	};
 
-	/* Buffers last, so session_run can clear the state without them. */
+	/* The buffers, last: each init clears its own state and not its bytes. */
 	struct reader in;
 	struct reply out;
 	struct delivery delivery;
 };
-_Static_assert(offsetof(struct session, in) < offsetof(struct session, out) &&
-    offsetof(struct session, out) < offsetof(struct session, delivery) &&
+_Static_assert(offsetof(struct session, out) == offsetof(struct session, in) + sizeof(struct reader) &&
+    offsetof(struct session, delivery) == offsetof(struct session, out) + sizeof(struct reply) &&
     offsetof(struct session, delivery) + sizeof(struct delivery) == sizeof(struct session),
-    "session_run clears everything before `in` and relies on this order");
+    "the buffers end struct session, one after the other: the state is all before `in`");
 
-static volatile sig_atomic_t stop_requested;
+/*
+ * Every refusal, and every fixed reply: code, enhanced code (RFC 3463) and
+ * text defined once. Handlers return one of these (or REPLIED when they
+ * sent a reply of their own); the dispatcher sends it.
+ */
+struct smtp_reply {
+	int	code;
+	const char *ecode;
+	const char *text;
+};
+#define REPLIED	NULL
 
-void
-session_stop(void)
-{
-	stop_requested = 1;
-}
+static const struct smtp_reply
+    OK = { 250, "2.0.0", "Ok" },
+    SENDER_OK = { 250, "2.1.0", "Ok" },
+    RECIPIENT_OK = { 250, "2.1.5", "Ok" },
+    /* RFC 5321 7.3: 252 when we will not say who exists */
+    CANNOT_VRFY = { 252, "2.5.2", "Cannot VRFY user, but will accept message" },
+    HELP_TEXT = { 214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP" },
+    /* Commands out of order (RFC 5321 4.1.4) */
+    HELLO_FIRST = { 503, "5.5.1", "Send HELO/EHLO first" },
+    NESTED_MAIL = { 503, "5.5.1", "Nested MAIL command" },
+    MAIL_FIRST = { 503, "5.5.1", "MAIL first" },
+    NO_RECIPIENTS = { 554, "5.5.1", "No valid recipients" },
+    DATA_AFTER_BDAT = { 503, "5.5.1", "DATA after BDAT" },	/* Postfix's text */
+    RCPT_AFTER_BDAT = { 503, "5.5.1", "RCPT after BDAT" },
+    BDAT_FAILED = { 503, "5.5.1", "Chunk discarded after an earlier error" },
+    /* Syntax */
+    UNKNOWN_COMMAND = { 500, "5.5.2", "Command not recognized" },
+    NUL_IN_COMMAND = { 500, "5.5.2", "Syntax error: NUL byte in command" },
+    LINE_TOO_LONG = { 500, "5.5.2", "Line too long" },
+    NOT_IMPLEMENTED = { 502, "5.5.1", "Command not implemented" },	/* RFC 5321 4.2.4 */
+    SYNTAX_STARTTLS = { 501, "5.5.4", "Syntax: STARTTLS" },
+    TLS_ACTIVE = { 503, "5.5.1", "TLS already active" },
+    TLS_IN_TRANSACTION = { 503, "5.5.1", "MAIL transaction in progress" },	/* Postfix's */
+    TLS_UNAVAILABLE = { 454, "4.7.0", "TLS not available due to local problem" },
+    TLS_REQUIRED = { 530, "5.7.0", "Must issue a STARTTLS command first" },
+    SYNTAX_MAIL = { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
+    SYNTAX_RCPT = { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
+    BAD_SENDER = { 501, "5.1.7", "Bad sender address syntax" },
+    SENDER_TOO_LONG = { 501, "5.1.7", "Sender address too long" },
+    BAD_RECIPIENT = { 501, "5.1.3", "Bad recipient address syntax" },
+    RECIPIENT_TOO_LONG = { 501, "5.1.3", "Recipient address too long" },
+    BAD_MAIL_PARAM = { 501, "5.5.4", "Bad MAIL parameter syntax" },
+    UNKNOWN_MAIL_PARAM = { 555, "5.5.4", "Unsupported MAIL parameter" },
+    NO_BINARYMIME = { 555, "5.5.4", "BODY=BINARYMIME not supported" },
+    SYNTAX_BDAT = { 501, "5.5.4", "Syntax: BDAT size [LAST]" },
+    UNKNOWN_RCPT_PARAM = { 555, "5.5.4", "Unsupported RCPT parameter" },
+    NEEDS_SMTPUTF8 = { 553, "5.6.7", "Must declare SMTPUTF8 to send a UTF-8 address" },
+    /* Policy */
+    TOO_MANY_RECIPIENTS = { 452, "4.5.3", "Too many recipients" },
+    USER_UNKNOWN = { 550, "5.1.1", "User unknown" },
+    RELAY_DENIED = { 550, "5.7.1", "Relay access denied" },
+    TOO_BIG = { 552, "5.3.4", "Message size exceeds fixed maximum message size" },
+    TOO_MANY_HOPS = { 554, "5.4.6", "Too many hops: mail loop?" },
+    /* Our own faults: try again later */
+    LOOKUP_FAILED = { 451, "4.3.0", "Temporary failure looking up the recipient" },
+    OUT_OF_MEMORY = { 451, "4.3.0", "Out of memory; try again later" },
+    STAGING_FAILED = { 451, "4.3.0", "Local error staging the message; try again later" },
+    WRITE_FAILED = { 451, "4.3.0", "Local error writing the message; try again later" },
+    NO_SPACE = { 452, "4.3.1", "Insufficient system storage" };
 
-/* Refuse the current command: one reply for the client, one line for the log. */
+/*
+ * Refuse the current command: one reply, one log line, one client error
+ * toward ERROR_LIMIT. Excess recipients differ, as RFC 5321 4.5.3.1.10 has
+ * the client go on with those accepted: the first of a transaction is
+ * logged and the transaction's line counts them all; like Postfix, they
+ * are errors only past OVERSHOOT_LIMIT, so a flood ends at the error limit.
+ */
 static void
-refuse(struct session *s, int code, const char *ecode, const char *text)
+refuse(struct session *s, const struct smtp_reply *r)
 {
-	reply_send(&s->out, code, ecode, "%s", text);
-	log_info("refused peer=%s cmd=%s reply=\"%d %s %s\"",
-	    s->cfg->peer, s->verb, code, ecode, text);
-	s->errors++;
+	bool excess = r == &TOO_MANY_RECIPIENTS;
+
+	reply_send(&s->out, r->code, r->ecode, "%s", r->text);
+	if (!excess || ++s->excess_rcpt > OVERSHOOT_LIMIT)
+		s->errors++;
+	if (!excess || s->excess_rcpt == 1)
+		log_info("refused peer=%s cmd=%s reply=\"%d %s %s\"",
+		    s->cfg->peer, s->verb, r->code, r->ecode, r->text);
 }
 
-/* The one way out: last reply, flush, one log line. */
+/* Send a handler's outcome; 4xx and 5xx are refusals. */
+static void
+answer(struct session *s, const struct smtp_reply *r)
+{
+	if (r == REPLIED)
+		return;
+	if (r->code >= 400)
+		refuse(s, r);
+	else
+		reply_send(&s->out, r->code, r->ecode, "%s", r->text);
+}
+
+/* The one way out: last reply, flush, one log line (session_run lingers). */
 static void
 session_close(struct session *s, int code, const char *ecode, const char *why)
 {
@@ -87,17 +203,29 @@ session_close(struct session *s, int code, const char *ecode, const char *why)
 	reply_flush(&s->out);
 	log_info("disconnect peer=%s reason=\"%s\" errors=%u", s->cfg->peer, why, s->errors);
 	s->exit_status = code == 0 || code == 221 ? 0 : 1;
+	s->closed_by_us = code != 0;
 	s->state = S_CLOSED;
+}
+
+/* A flush failed: the client does not read, so no last reply can reach it. */
+static void
+close_not_reading(struct session *s)
+{
+	session_close(s, 0, NULL, stop_requested(s->cfg->stop) ?
+	    "stopped while the client was not reading" : "client stopped reading");
+	s->exit_status = 1;
 }
 
 /*
  * A read that brought no line ends the session: 421 on a timeout or a stop
- * (RFC 5321 3.8), silence when the client is gone.
+ * (RFC 5321 3.8), silence when the client is gone or does not read.
  */
 static void
 close_after_read(struct session *s, enum read_result r)
 {
-	if (r == READ_TIMEOUT)
+	if (s->out.failed)	/* the flush before the read */
+		close_not_reading(s);
+	else if (r == READ_TIMEOUT)
 		session_close(s, 421, "4.4.2", "Error: timeout exceeded");
 	else if (r == READ_STOPPED)
 		session_close(s, 421, "4.3.2", "Service shutting down");
@@ -115,17 +243,14 @@ reset_transaction(struct session *s)
 	s->first_rcpt[0] = '\0';
 	s->smtputf8 = false;
 	s->nrcpt = 0;
-	for (size_t i = 0; i < s->ndirs; i++)
-		free((void *)s->dirs[i]);
-	s->ndirs = 0;
+	s->excess_rcpt = 0;
+	s->chunking = s->chunks_failed = false;
+	memset(&s->text, 0, sizeof(s->text));
+	for (size_t i = 0; i < s->ndests; i++)
+		free(s->dests[i].maildir);
+	s->ndests = 0;
 	if (s->state == S_MAIL || s->state == S_RCPT)
 		s->state = S_HELLO;
-}
-
-static bool
-has_args(size_t len)
-{
-	return len > 0;
 }
 
 /* Keep the EHLO name for Received; anything outside a safe set becomes '?'. */
@@ -145,39 +270,38 @@ keep_helo(struct session *s, const char *arg, size_t len)
 }
 
 /* HELO and EHLO: RFC 5321 4.1.4, a new greeting resets the transaction. */
-static bool
-greet(struct session *s, const char *arg, size_t len, bool esmtp)
+static void
+greet(struct session *s, bool esmtp)
 {
-	if (!has_args(len)) {
-		refuse(s, 501, "5.5.4", esmtp ? "Syntax: EHLO hostname" : "Syntax: HELO hostname");
-		return false;
-	}
-	keep_helo(s, arg, len);
+	keep_helo(s, s->arg, s->arg_len);
 	s->esmtp = esmtp;
 	reset_transaction(s);
 	s->state = S_HELLO;
-	return true;
 }
 
-static void
-handle_helo(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_helo(struct session *s)
 {
-	if (greet(s, arg, len, false))
-		reply_send(&s->out, 250, NULL, "%s", s->cfg->hostname);
+	greet(s, false);
+	reply_send(&s->out, 250, NULL, "%s", s->cfg->hostname);
+	return REPLIED;
 }
 
-static void
-handle_ehlo(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_ehlo(struct session *s)
 {
-	if (!greet(s, arg, len, true))
-		return;
-	/* RFC 5321 4.1.1.1: list exactly what we implement (protocol.md 2.9). */
+	greet(s, true);
+	/* RFC 5321 4.1.1.1: list exactly what we implement. */
 	reply_send_more(&s->out, 250, "%s", s->cfg->hostname);
 	reply_send_more(&s->out, 250, "PIPELINING");
 	reply_send_more(&s->out, 250, "SIZE %llu", s->cfg->max_message_size);
 	reply_send_more(&s->out, 250, "8BITMIME");
 	reply_send_more(&s->out, 250, "ENHANCEDSTATUSCODES");
-	reply_send(&s->out, 250, NULL, "SMTPUTF8");
+	if (s->cfg->tls.cert_file != NULL && s->tls == NULL)
+		reply_send_more(&s->out, 250, "STARTTLS");
+	reply_send_more(&s->out, 250, "SMTPUTF8");
+	reply_send(&s->out, 250, NULL, "CHUNKING");
+	return REPLIED;
 }
 
 /* "FROM:" or "TO:", then optional spaces (a common, harmless leniency). */
@@ -193,7 +317,54 @@ skip_keyword(const char *arg, size_t len, const char *kw)
 	return i;
 }
 
-enum param_result { PARAM_OK, PARAM_BAD_VALUE, PARAM_UNKNOWN, PARAM_TOO_BIG };
+/* MAIL FROM:<path> and RCPT TO:<path>, each path then parameters (RFC 5321 4.1.1). */
+struct path_arg {
+	const char *keyword;
+	enum path_kind kind;
+	const struct smtp_reply *usage, *bad, *too_long;
+};
+
+static const struct path_arg
+    SENDER = { "FROM:", PATH_REVERSE, &SYNTAX_MAIL, &BAD_SENDER, &SENDER_TOO_LONG },
+    RECIPIENT = { "TO:", PATH_FORWARD, &SYNTAX_RCPT, &BAD_RECIPIENT, &RECIPIENT_TOO_LONG };
+
+/* The command's path into *a, *params where its parameters start; NULL or a refusal. */
+static const struct smtp_reply *
+parse_path_arg(struct session *s, const struct path_arg *pa, bool utf8, struct address *a,
+    size_t *params)
+{
+	size_t off = skip_keyword(s->arg, s->arg_len, pa->keyword), used;
+	enum address_result ar;
+
+	if (off == 0)
+		return pa->usage;
+	ar = address_parse_path(s->arg + off, s->arg_len - off, pa->kind, utf8, a, &used);
+	if (ar == ADDRESS_NEEDS_UTF8)
+		return &NEEDS_SMTPUTF8;
+	if (ar != ADDRESS_OK)
+		return ar == ADDRESS_TOO_LONG ? pa->too_long : pa->bad;
+	*params = off + used;
+	return NULL;
+}
+
+enum param_result { PARAM_OK, PARAM_BAD_VALUE, PARAM_UNKNOWN, PARAM_TOO_BIG, PARAM_BINARYMIME };
+
+/* 1 to 20 digits (RFC 1870 SIZE=, RFC 3030 BDAT); a value too big for us saturates. */
+static int
+parse_size(const char *p, size_t n, unsigned long long *out)
+{
+	unsigned long long v = 0;
+
+	if (n == 0 || n > 20)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v > (~0ULL - 9) / 10 ? ~0ULL : v * 10 + (unsigned)(p[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
 
 /* Is p[0..klen) the keyword kw (case-insensitive, RFC 5321 4.1.1.11)? */
 static bool
@@ -215,20 +386,19 @@ parse_mail_param(struct session *s, const char *p, size_t n)
 	size_t vlen = eq != NULL ? n - klen - 1 : 0;
 
 	if (is_keyword(p, klen, "SIZE")) {
-		unsigned long long size = 0;
+		unsigned long long size;
 
-		if (v == NULL || vlen == 0 || vlen > 20)
+		if (v == NULL || parse_size(v, vlen, &size) == -1)
 			return PARAM_BAD_VALUE;
-		for (size_t i = 0; i < vlen; i++) {
-			if (v[i] < '0' || v[i] > '9')
-				return PARAM_BAD_VALUE;
-			size = size > (~0ULL - 9) / 10 ? ~0ULL : size * 10 + (unsigned)(v[i] - '0');
-		}
 		return size > s->cfg->max_message_size ? PARAM_TOO_BIG : PARAM_OK;
 	}
-	if (is_keyword(p, klen, "BODY"))
-		return v != NULL && (is_keyword(v, vlen, "7BIT") || is_keyword(v, vlen, "8BITMIME")) ?
-		    PARAM_OK : PARAM_BAD_VALUE;
+	if (is_keyword(p, klen, "BODY")) {
+		if (v != NULL && (is_keyword(v, vlen, "7BIT") || is_keyword(v, vlen, "8BITMIME")))
+			return PARAM_OK;
+		/* RFC 3030 3: stored lines end in LF, so binary bodies would change. */
+		return v != NULL && is_keyword(v, vlen, "BINARYMIME") ? PARAM_BINARYMIME :
+		    PARAM_BAD_VALUE;
+	}
 	if (is_keyword(p, klen, "SMTPUTF8")) {
 		if (v != NULL)
 			return PARAM_BAD_VALUE;
@@ -261,65 +431,47 @@ parse_mail_params(struct session *s, const char *p, size_t n)
 	return PARAM_OK;
 }
 
-static void
-handle_mail(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_mail(struct session *s)
 {
 	struct address from;
-	size_t off = skip_keyword(arg, len, "FROM:"), used;
-	enum address_result ar;
+	const struct smtp_reply *r;
+	size_t params;
 	enum param_result pr;
 
-	if (s->state == S_GREETED) {
-		refuse(s, 503, "5.5.1", "Send HELO/EHLO first");
-		return;
-	}
-	if (s->state != S_HELLO) {
-		refuse(s, 503, "5.5.1", "Nested MAIL command");
-		return;
-	}
-	if (off == 0) {
-		refuse(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
-		return;
-	}
-	ar = address_parse_path(arg + off, len - off, PATH_REVERSE, true, &from, &used);
-	if (ar != ADDRESS_OK) {
-		refuse(s, 501, "5.1.7", ar == ADDRESS_TOO_LONG ? "Sender address too long" :
-		    "Bad sender address syntax");
-		return;
-	}
+	if (s->cfg->require_tls && s->tls == NULL)
+		return &TLS_REQUIRED;	/* RFC 3207 4: never for a public MX */
+	/* A UTF-8 sender parses; SMTPUTF8 among the parameters decides below. */
+	if ((r = parse_path_arg(s, &SENDER, true, &from, &params)) != NULL)
+		return r;
 	s->smtputf8 = false;
-	pr = parse_mail_params(s, arg + off + used, len - off - used);
-	if (pr == PARAM_UNKNOWN || pr == PARAM_BAD_VALUE || pr == PARAM_TOO_BIG) {
+	pr = parse_mail_params(s, s->arg + params, s->arg_len - params);
+	if (pr != PARAM_OK) {
 		s->smtputf8 = false;
-		if (pr == PARAM_UNKNOWN)
-			refuse(s, 555, "5.5.4", "Unsupported MAIL parameter");
-		else if (pr == PARAM_BAD_VALUE)
-			refuse(s, 501, "5.5.4", "Bad MAIL parameter syntax");
-		else
-			refuse(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
-		return;
+		return pr == PARAM_UNKNOWN ? &UNKNOWN_MAIL_PARAM : pr == PARAM_TOO_BIG ? &TOO_BIG :
+		    pr == PARAM_BINARYMIME ? &NO_BINARYMIME : &BAD_MAIL_PARAM;
 	}
-	if (from.utf8 && !s->smtputf8) {
-		refuse(s, 553, "5.6.7", "Must declare SMTPUTF8 to send a UTF-8 address");
-		return;
-	}
+	if (from.utf8 && !s->smtputf8)
+		return &NEEDS_SMTPUTF8;
 	address_format(&from, s->from, sizeof(s->from));
 	s->state = S_MAIL;
-	reply_send(&s->out, 250, "2.1.0", "Ok");
+	return &SENDER_OK;
 }
 
-/* Remember the recipient's Maildir once, however many recipients share it. */
+/* Remember the recipient's destination once, however many recipients share it. */
 static int
-add_recipient(struct session *s, const struct address *to, const char *maildir)
+add_recipient(struct session *s, const struct address *to, const struct route *route)
 {
 	size_t i;
 
-	for (i = 0; i < s->ndirs && strcmp(s->dirs[i], maildir) != 0; i++)
+	for (i = 0; i < s->ndests && (strcmp(s->dests[i].maildir, route->maildir) != 0 ||
+	    strcmp(s->dests[i].folder, route->folder) != 0); i++)
 		;
-	if (i == s->ndirs) {
-		if ((s->dirs[s->ndirs] = strdup(maildir)) == NULL)
+	if (i == s->ndests) {
+		if ((s->dests[i].maildir = strdup(route->maildir)) == NULL)
 			return -1;
-		s->ndirs++;
+		memcpy(s->dests[i].folder, route->folder, sizeof(route->folder));
+		s->ndests++;
 	}
 	if (s->nrcpt++ == 0)
 		address_format(to, s->first_rcpt, sizeof(s->first_rcpt));
@@ -327,61 +479,35 @@ add_recipient(struct session *s, const struct address *to, const char *maildir)
 	return 0;
 }
 
-static void
-handle_rcpt(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_rcpt(struct session *s)
 {
 	struct address to;
-	size_t off = skip_keyword(arg, len, "TO:"), used;
+	const struct smtp_reply *r;
+	size_t params;
 	struct route route;
-	enum address_result ar;
 
-	if (s->state != S_MAIL && s->state != S_RCPT) {
-		refuse(s, 503, "5.5.1", "MAIL first");
-		return;
-	}
-	if (off == 0) {
-		refuse(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
-		return;
-	}
-	ar = address_parse_path(arg + off, len - off, PATH_FORWARD, s->smtputf8, &to, &used);
-	if (ar == ADDRESS_NEEDS_UTF8) {
-		refuse(s, 553, "5.6.7", "Must declare SMTPUTF8 to send a UTF-8 address");
-		return;
-	}
-	if (ar != ADDRESS_OK) {
-		refuse(s, 501, "5.1.3", ar == ADDRESS_TOO_LONG ? "Recipient address too long" :
-		    "Bad recipient address syntax");
-		return;
-	}
-	if (used < len - off) {
-		refuse(s, 555, "5.5.4", "Unsupported RCPT parameter");
-		return;
-	}
-	if (s->nrcpt >= s->cfg->max_recipients) {
-		/* RFC 5321 4.5.3.1.10: 452 for the excess only; not a client error. */
-		reply_send(&s->out, 452, "4.5.3", "Too many recipients");
-		log_info("refused peer=%s cmd=RCPT reply=\"452 4.5.3 Too many recipients\"",
-		    s->cfg->peer);
-		return;
-	}
+	if (s->chunking)
+		return &RCPT_AFTER_BDAT;	/* Postfix's text; RFC 3030 leaves it open */
+	if ((r = parse_path_arg(s, &RECIPIENT, s->smtputf8, &to, &params)) != NULL)
+		return r;
+	if (params < s->arg_len)
+		return &UNKNOWN_RCPT_PARAM;
+	if (s->nrcpt >= s->cfg->max_recipients)
+		return &TOO_MANY_RECIPIENTS;	/* RFC 5321 4.5.3.1.10: the excess only */
 	switch (routes_lookup(s->cfg->routes, &to, &route)) {
 	case ROUTE_UNKNOWN_USER:
-		refuse(s, 550, "5.1.1", "User unknown");
-		return;
+		return &USER_UNKNOWN;
 	case ROUTE_NOT_OURS:
-		refuse(s, 550, "5.7.1", "Relay access denied");
-		return;
+		return &RELAY_DENIED;
 	case ROUTE_TEMPFAIL:
-		refuse(s, 451, "4.3.0", "Temporary failure looking up the recipient");
-		return;
+		return &LOOKUP_FAILED;
 	case ROUTE_OK:
 		break;
 	}
-	if (add_recipient(s, &to, route.maildir) == -1) {
-		refuse(s, 451, "4.3.0", "Out of memory; try again later");
-		return;
-	}
-	reply_send(&s->out, 250, "2.1.5", "Ok");
+	if (add_recipient(s, &to, &route) == -1)
+		return &OUT_OF_MEMORY;
+	return &RECIPIENT_OK;
 }
 
 /* Return-Path and a Received line in RFC 5321 4.4's grammar. */
@@ -391,16 +517,20 @@ write_trace_headers(struct session *s)
 	char head[2048], date[64];
 	time_t now = time(NULL);
 	struct tm tm;
+	/* RFC 3848 and RFC 6531 protocol names; the S says TLS */
 	const char *with = s->smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP";
+	char tls[128] = "";
 	int n;
 
+	if (s->tls != NULL)	/* letters, digits, '.', '-', '_' only (tls.h) */
+		snprintf(tls, sizeof(tls), "\n\t(%s %s)", tls_version(s->tls), tls_cipher(s->tls));
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	n = snprintf(head, sizeof(head),
-	    "Return-Path: %s\nReceived: from %s%s%s%s\n\tby %s with %s id %s%s%s; %s\n",
+	    "Return-Path: %s\nReceived: from %s%s%s%s%s\n\tby %s with %s%s id %s%s%s; %s\n",
 	    s->from, s->helo, s->cfg->peer_literal ? " (" : "",
 	    s->cfg->peer_literal ? s->cfg->peer_literal : "", s->cfg->peer_literal ? ")" : "",
-	    s->cfg->hostname, with, s->delivery.id,
+	    tls, s->cfg->hostname, with, s->tls != NULL ? "S" : "", s->delivery.id,
 	    s->nrcpt == 1 ? "\n\tfor " : "", s->nrcpt == 1 ? s->first_rcpt : "", date);
 	if (n > 0 && (size_t)n < sizeof(head))
 		maildir_write(&s->delivery, head, (size_t)n);
@@ -408,13 +538,59 @@ write_trace_headers(struct session *s)
 		s->delivery.error = 1;	/* cannot happen: every field is bounded */
 }
 
-/* What the data loop found, beyond the bytes it stored. */
-struct data_status {
-	enum read_result read;
-	unsigned long long size;
-	unsigned hops;
-	bool	too_big;
-};
+/*
+ * A line of the client's header section; false once it has ended. Counts
+ * Received fields (RFC 5321 6.3). Our trace fields come first and must stay
+ * as written, but a first line starting with SP or HTAB would be read as
+ * part of our Received field (RFC 5322 2.2.3 folding: a forged comment or
+ * date). Such a line cannot start a field, so the client sent no header:
+ * like Postfix's smtpd, store an empty line before it, making it body.
+ */
+static bool
+header_line(struct session *s, const char *p, size_t n)
+{
+	if (n == 0)
+		return false;
+	if (!s->text.started && (p[0] == ' ' || p[0] == '\t')) {
+		maildir_write(&s->delivery, "\n", 1);
+		return false;
+	}
+	if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
+		s->text.hops++;
+	return true;
+}
+
+/* Store a line (LF added when complete) or a piece of one, unless too big. */
+static void
+write_text(struct session *s, const char *p, size_t n, bool complete)
+{
+	s->text.started = true;
+	if (!s->text.too_big) {
+		maildir_write(&s->delivery, p, n);
+		if (complete)
+			maildir_write(&s->delivery, "\n", 1);
+	}
+	s->text.line_start = complete;
+}
+
+/* A line or piece at its place in the message: header lines are judged first. */
+static void
+store_text(struct session *s, const char *p, size_t n, bool complete)
+{
+	if (s->text.line_start && s->text.in_header)
+		s->text.in_header = header_line(s, p, n);
+	write_text(s, p, n, complete);
+}
+
+/* Past max-message-size: say so once and free the disk now. */
+static void
+mark_too_big(struct session *s)
+{
+	if (!s->text.too_big) {
+		s->text.too_big = true;
+		maildir_abort(&s->delivery);
+	}
+}
 
 /*
  * Read message data up to <CRLF>.<CRLF>, the only end of data (RFC 5321
@@ -422,50 +598,37 @@ struct data_status {
  * in CRLF. Bare LF ends a stored line but never the data; bare CR is kept
  * as a byte. Lines are stored with LF. Faults keep reading to the end.
  */
-static void
-receive_data(struct session *s, struct data_status *st)
+static enum read_result
+receive_data(struct session *s)
 {
 	/*
 	 * The DATA line's end counts as the first CRLF of <CRLF>.<CRLF> even
 	 * when it was a bare LF (we accept those on command lines), so an
 	 * empty message can always end; inside the data, CRLF is required.
 	 */
-	bool line_start = true, prev_crlf = true, in_header = true;
+	bool prev_crlf = true;
 	struct line line;
+	enum read_result r;
 
-	memset(st, 0, sizeof(*st));
 	for (;;) {
 		const char *p;
 		size_t n;
 
-		if ((st->read = reader_piece(&s->in, &line, DATA_PIECE)) != READ_LINE)
-			return;
+		if ((r = reader_piece(&s->in, &line, DATA_PIECE)) != READ_LINE)
+			return r;
 		p = line.bytes;
 		n = line.len;
-		if (line_start && prev_crlf && line.crlf && n == 1 && p[0] == '.')
-			return;
+		if (s->text.line_start && prev_crlf && line.crlf && n == 1 && p[0] == '.')
+			return READ_LINE;
 		/* RFC 5321 4.5.2: the client doubled any leading dot; take one off. */
-		if (line_start && n > 0 && p[0] == '.' && (n > 1 || !line.complete)) {
+		if (s->text.line_start && n > 0 && p[0] == '.' && (n > 1 || !line.complete)) {
 			p++;
 			n--;
 		}
-		if (line_start && in_header) {
-			if (n == 0)
-				in_header = false;
-			else if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
-				st->hops++;
-		}
-		st->size += n + (line.complete ? 2 : 0);
-		if (st->size > s->cfg->max_message_size && !st->too_big) {
-			st->too_big = true;
-			maildir_abort(&s->delivery);	/* free the disk now */
-		}
-		if (!st->too_big) {
-			maildir_write(&s->delivery, p, n);
-			if (line.complete)
-				maildir_write(&s->delivery, "\n", 1);
-		}
-		line_start = line.complete;
+		s->text.size += n + (line.complete ? 2 : 0);
+		if (s->text.size > s->cfg->max_message_size)
+			mark_too_big(s);
+		store_text(s, p, n, line.complete);
 		prev_crlf = line.crlf;
 	}
 }
@@ -473,158 +636,438 @@ receive_data(struct session *s, struct data_status *st)
 static void
 log_delivery(struct session *s, const char *result, unsigned long long size)
 {
-	log_info("%s peer=%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu",
-	    result, s->cfg->peer, s->delivery.id, log_quote(s->from, strlen(s->from)),
-	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndirs, size);
+	log_info("%s peer=%s%s%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu "
+	    "excess-rcpt=%u%s%s%s%s",
+	    result, s->cfg->peer, s->cfg->proxy != NULL ? " proxy=" : "",
+	    s->cfg->proxy != NULL ? s->cfg->proxy : "", s->delivery.id,
+	    log_quote(s->from, strlen(s->from)),
+	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndests, size,
+	    s->excess_rcpt, s->tls != NULL ? " tls=" : "", s->tls != NULL ? tls_version(s->tls) : "",
+	    s->tls != NULL ? " cipher=" : "", s->tls != NULL ? tls_cipher(s->tls) : "");
 }
 
-/* After the final dot: exactly one reply, 250 only once it is on disk. */
+/*
+ * A tag's folder takes the message only when it is a real Maildir++ folder
+ * now: an existing ".tag" that is not one (a home directory's .ssh) is
+ * never written into. A missing one is made here, at DATA before the 354,
+ * when create-folders allows and this session has made fewer than
+ * FOLDER_LIMIT: so only a transaction that stages a message creates one.
+ * Otherwise the message goes to the Maildir itself.
+ */
 static void
-finish_data(struct session *s, const struct data_status *st)
+settle_folder(struct session *s, struct destination *d)
 {
-	if (st->too_big) {
-		refuse(s, 552, "5.3.4", "Message size exceeds fixed maximum message size");
+	int made;
+
+	if (d->folder[0] == '\0' || maildir_is_folder(d->maildir, d->folder))
 		return;
+	if (s->cfg->routes->create_folders && s->folders_made < FOLDER_LIMIT) {
+		if ((made = maildir_make_folder(d->maildir, d->folder)) != -1) {
+			if (made == 1)
+				log_info("new-folder peer=%s maildir=%s folder=%s", s->cfg->peer,
+				    log_quote(d->maildir, strlen(d->maildir)), d->folder);
+			s->folders_made += (unsigned)made;
+			return;
+		}
+		if (errno != EEXIST)	/* EEXIST: not a folder, left alone */
+			log_error("cannot create folder peer=%s maildir=%s folder=%s: %s",
+			    s->cfg->peer, log_quote(d->maildir, strlen(d->maildir)), d->folder,
+			    strerror(errno));
 	}
-	if (st->hops >= HOP_LIMIT) {
-		maildir_abort(&s->delivery);
-		refuse(s, 554, "5.4.6", "Too many hops: mail loop?");
-		return;
-	}
-	switch (maildir_commit(&s->delivery)) {
-	case DELIVER_OK:
-		log_delivery(s, "delivered", st->size);
-		reply_send(&s->out, 250, "2.0.0", "%s", s->delivery.id);
-		break;
-	case DELIVER_TEMPFAIL:
-		log_delivery(s, "failed", st->size);
-		refuse(s, 451, "4.3.0", "Local error writing the message; try again later");
-		break;
-	case DELIVER_NOSPACE:
-		log_delivery(s, "failed", st->size);
-		refuse(s, 452, "4.3.1", "Insufficient system storage");
-		break;
-	}
+	d->folder[0] = '\0';
 }
 
-static void
-handle_data(struct session *s, const char *arg, size_t len)
+/* Stage the message in every destination, each folder settled first. */
+static enum deliver_result
+start_delivery(struct session *s)
 {
-	struct data_status st;
+	enum deliver_result r = maildir_begin(&s->delivery, s->ndests);
+
+	for (size_t i = 0; i < s->ndests && r == DELIVER_OK; i++) {
+		settle_folder(s, &s->dests[i]);
+		r = maildir_stage(&s->delivery, s->dests[i].maildir, s->dests[i].folder);
+	}
+	return r;
+}
+
+/* The end of a message (the final dot, BDAT LAST): one reply, 250 once on disk. */
+static const struct smtp_reply *
+finish_message(struct session *s)
+{
 	enum deliver_result r;
 
-	(void)arg;
-	if (has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: DATA");
-		return;
+	if (s->text.too_big)
+		return &TOO_BIG;
+	if (s->text.hops >= HOP_LIMIT) {
+		maildir_abort(&s->delivery);
+		return &TOO_MANY_HOPS;
 	}
-	if (s->state == S_MAIL) {
-		refuse(s, 554, "5.5.1", "No valid recipients");
-		return;
-	}
-	if (s->state != S_RCPT) {
-		refuse(s, 503, "5.5.1", "MAIL first");
-		return;
-	}
-	if ((r = maildir_begin(&s->delivery, s->dirs, s->ndirs)) != DELIVER_OK) {
+	r = maildir_commit(&s->delivery);
+	log_delivery(s, r == DELIVER_OK ? "delivered" : "failed", s->text.size);
+	if (r != DELIVER_OK)
+		return r == DELIVER_NOSPACE ? &NO_SPACE : &WRITE_FAILED;
+	reply_send(&s->out, 250, "2.0.0", "%s", s->delivery.id);
+	return REPLIED;
+}
+
+/* Stage the message and write our trace fields: DATA before its 354, a first BDAT. */
+static const struct smtp_reply *
+begin_message(struct session *s)
+{
+	enum deliver_result r = start_delivery(s);
+
+	if (r != DELIVER_OK) {
 		log_error("cannot stage a message peer=%s", s->cfg->peer);
-		if (r == DELIVER_NOSPACE)
-			refuse(s, 452, "4.3.1", "Insufficient system storage");
-		else
-			refuse(s, 451, "4.3.0", "Local error staging the message; try again later");
-		return;
+		return r == DELIVER_NOSPACE ? &NO_SPACE : &STAGING_FAILED;
 	}
-	reply_send(&s->out, 354, NULL, "End data with <CR><LF>.<CR><LF>");
 	write_trace_headers(s);
-	receive_data(s, &st);
-	if (st.read == READ_LINE)
-		finish_data(s, &st);
+	s->text.line_start = s->text.in_header = true;
+	return NULL;
+}
+
+static const struct smtp_reply *
+handle_data(struct session *s)
+{
+	const struct smtp_reply *r;
+	enum read_result rr;
+
+	if (s->chunking)
+		return &DATA_AFTER_BDAT;
+	if ((r = begin_message(s)) != NULL)
+		return r;
+	reply_send(&s->out, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+	if ((rr = receive_data(s)) == READ_LINE)
+		r = finish_message(s);
 	else	/* RFC 5321 4.1.1.10: a transaction cut short is void */
-		close_after_read(s, st.read);
+		close_after_read(s, rr);
 	reset_transaction(s);
+	return r != NULL ? r : REPLIED;
+}
+
+/*
+ * BDAT octets are stored by DATA's rules, with no dot-stuffing to undo
+ * (RFC 3030 2): CRLF and bare LF end a stored line, a bare CR is kept, and
+ * a CR that ends one chunk pairs with an LF that starts the next. The start
+ * of a header line shorter than "Received:" is held until it can be judged.
+ */
+static void
+store_piece(struct session *s, const char *p, size_t n, bool complete)
+{
+	struct text *t = &s->text;
+
+	if (t->held > 0 || (t->line_start && t->in_header && !complete && n < sizeof(t->head))) {
+		size_t m = n < sizeof(t->head) - t->held ? n : sizeof(t->head) - t->held;
+
+		memcpy(t->head + t->held, p, m);
+		t->held += m;
+		p += m;
+		n -= m;
+		if (!complete && t->held < sizeof(t->head))
+			return;
+		store_text(s, t->head, t->held, false);
+		t->held = 0;
+	}
+	if (n > 0 || complete)
+		store_text(s, p, n, complete);
 }
 
 static void
-handle_rset(struct session *s, const char *arg, size_t len)
+store_octets(struct session *s, const char *p, size_t n)
 {
-	(void)arg;
-	if (has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: RSET");
-		return;
+	if (n > 0 && s->text.cr_held) {
+		s->text.cr_held = false;
+		if (p[0] == '\n') {
+			store_piece(s, p, 0, true);
+			p++;
+			n--;
+		} else {
+			store_piece(s, "\r", 1, false);
+		}
 	}
+	while (n > 0) {
+		const char *lf = memchr(p, '\n', n);
+		size_t k = lf != NULL ? (size_t)(lf - p) : n;
+
+		if (lf != NULL) {
+			store_piece(s, p, k > 0 && p[k - 1] == '\r' ? k - 1 : k, true);
+			k++;
+		} else {
+			s->text.cr_held = p[k - 1] == '\r';
+			store_piece(s, p, k - s->text.cr_held, false);
+		}
+		p += k;
+		n -= k;
+	}
+}
+
+/*
+ * The last chunk is in: what was held for the next one is plain text, and
+ * a last line without an end gets one, as Postfix stores it, so every
+ * stored message ends in a newline.
+ */
+static void
+end_octets(struct session *s)
+{
+	if (s->text.cr_held)
+		store_piece(s, "\r", 1, false);
+	if (s->text.held > 0)
+		store_text(s, s->text.head, s->text.held, false);
+	s->text.cr_held = false;
+	s->text.held = 0;
+	if (!s->text.line_start)
+		write_text(s, "", 0, true);
+}
+
+/*
+ * Read exactly n octets, stored when keep, else thrown away: a refused
+ * chunk is still consumed (RFC 3030 2), so its bytes are never commands.
+ * The line timeout runs per CHUNK_CLOCK octets: a steady slow sender of a
+ * big chunk is not cut off, a stalled one is. false when the session ended.
+ */
+static bool
+read_chunk(struct session *s, unsigned long long n, bool keep)
+{
+	unsigned long long since_clock = 0;
+	struct line piece;
+	enum read_result r;
+
+	reader_restart_clock(&s->in);
+	while (n > 0) {
+		if ((r = reader_bytes(&s->in, &piece, n < DATA_PIECE ? (size_t)n : DATA_PIECE)) != READ_LINE) {
+			close_after_read(s, r);	/* RFC 5321 4.1.1.10: the transaction is void */
+			return false;
+		}
+		n -= piece.len;
+		if (keep)
+			store_octets(s, piece.bytes, piece.len);
+		if ((since_clock += piece.len) >= CHUNK_CLOCK) {
+			reader_restart_clock(&s->in);
+			since_clock = 0;
+		}
+	}
+	return true;
+}
+
+/* "BDAT size [LAST]" (RFC 3030 2): 1 to 20 digits, then LAST or nothing. */
+static int
+parse_bdat(const char *p, size_t n, unsigned long long *size, bool *last)
+{
+	size_t digits = 0, i;
+
+	while (digits < n && p[digits] != ' ')
+		digits++;
+	if (parse_size(p, digits, size) == -1)
+		return -1;
+	for (i = digits; i < n && p[i] == ' '; i++)
+		;
+	*last = i < n;
+	return i == n || (i > digits && is_keyword(p + i, n - i, "LAST")) ? 0 : -1;
+}
+
+/*
+ * Whether this chunk's octets are kept, checked before they are read: the
+ * sequence (no MAIL: there is no transaction to touch), an earlier
+ * failure, recipients and staging on the first chunk, then the size. The
+ * chunks after a failed one are discarded until LAST or RSET.
+ */
+static const struct smtp_reply *
+accept_chunk(struct session *s, unsigned long long size)
+{
+	const struct smtp_reply *r;
+
+	if (s->state == S_GREETED || s->state == S_HELLO)
+		return &MAIL_FIRST;
+	if (s->text.too_big)
+		return &TOO_BIG;
+	if (s->chunks_failed)
+		return &BDAT_FAILED;
+	if (!s->chunking) {
+		s->chunking = true;
+		r = s->state == S_MAIL ? &NO_RECIPIENTS : begin_message(s);
+		if (r != NULL) {
+			s->chunks_failed = true;
+			return r;
+		}
+	}
+	/* max-message-size counts octets as sent (RFC 1870), our trace lines not. */
+	if (size > s->cfg->max_message_size - s->text.size) {
+		mark_too_big(s);
+		return &TOO_BIG;
+	}
+	s->text.size += size;
+	return NULL;
+}
+
+static const struct smtp_reply *
+handle_bdat(struct session *s)
+{
+	const struct smtp_reply *r;
+	unsigned long long size;
+	bool last;
+
+	if (parse_bdat(s->arg, s->arg_len, &size, &last) == -1) {
+		/* The chunk's length is unknown, so what follows cannot be read as commands. */
+		refuse(s, &SYNTAX_BDAT);
+		session_close(s, 421, "4.7.0", "Error: BDAT chunk size unknown");
+		return REPLIED;
+	}
+	r = accept_chunk(s, size);
+	if (!read_chunk(s, size, r == NULL))
+		return REPLIED;
+	if (r == NULL && !last) {
+		reply_send(&s->out, 250, "2.0.0", "%llu octets received", size);
+		return REPLIED;
+	}
+	if (r == NULL) {
+		end_octets(s);
+		r = finish_message(s);
+	}
+	if (last && s->chunking)
+		reset_transaction(s);
+	return r;
+}
+
+/*
+ * RFC 3207: 220, then the handshake on the same connection. Whatever the
+ * client sent after the STARTTLS line is dropped unanswered (CVE-2011-0411);
+ * a failed handshake ends the connection without a plain-text word; a
+ * good one starts the session over (4.2): name, transaction, ESMTP gone.
+ */
+static const struct smtp_reply *
+handle_starttls(struct session *s)
+{
+	const struct stop_wait *stop = s->cfg->stop;
+	char why[256];
+	struct tls *t;
+	enum tls_result r;
+
+	if (s->cfg->tls.cert_file == NULL)
+		return &NOT_IMPLEMENTED;
+	if (s->arg_len > 0)
+		return &SYNTAX_STARTTLS;
+	if (s->tls != NULL)
+		return &TLS_ACTIVE;
+	if (s->state == S_MAIL || s->state == S_RCPT)
+		return &TLS_IN_TRANSACTION;
+	if ((t = tls_accept(&s->cfg->tls, s->in.opt.fd, s->out.opt.fd, why, sizeof(why))) == NULL) {
+		log_error("tls-unavailable peer=%s reason=%s", s->cfg->peer, log_quote(why, strlen(why)));
+		return &TLS_UNAVAILABLE;
+	}
+	if (why[0] != '\0')
+		log_info("tls-warning peer=%s reason=%s", s->cfg->peer, log_quote(why, strlen(why)));
+	s->tls = t;
+	reply_send(&s->out, 220, "2.0.0", "Ready to start TLS");
+	if (reply_flush(&s->out) == -1) {
+		close_not_reading(s);
+		return REPLIED;
+	}
+	log_info("starttls peer=%s dropped=%zu", s->cfg->peer, reader_start_tls(&s->in, t));
+	r = tls_handshake(t, reader_deadline(&s->in), stop != NULL ? stop->flag : NULL,
+	    stop != NULL ? &stop->mask : NULL);
+	if (r != TLS_OK) {
+		log_info("tls-failed peer=%s reason=%s", s->cfg->peer, r == TLS_TIMEOUT ? "timeout" :
+		    r == TLS_STOPPED ? "stopped" : log_quote(tls_error(t), strlen(tls_error(t))));
+		session_close(s, 0, NULL, "TLS handshake failed");
+		s->exit_status = 1;
+		return REPLIED;
+	}
+	reply_start_tls(&s->out, t);
+	log_info("tls peer=%s tls=%s cipher=%s resumed=%s", s->cfg->peer, tls_version(t),
+	    tls_cipher(t), tls_resumed(t) ? "yes" : "no");
 	reset_transaction(s);
-	reply_send(&s->out, 250, "2.0.0", "Ok");
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	s->state = S_GREETED;
+	return REPLIED;
 }
 
-static void
-handle_noop(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_rset(struct session *s)
 {
-	(void)arg;
-	(void)len;	/* RFC 5321 4.1.1.9: parameters are ignored */
-	reply_send(&s->out, 250, "2.0.0", "Ok");
+	reset_transaction(s);
+	return &OK;
 }
 
-static void
-handle_quit(struct session *s, const char *arg, size_t len)
+static const struct smtp_reply *
+handle_quit(struct session *s)
 {
-	(void)arg;
-	if (has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: QUIT");
-		return;
-	}
 	reply_send(&s->out, 221, "2.0.0", "Bye");
 	session_close(s, 0, NULL, "quit");
+	return REPLIED;
 }
 
-static void
-handle_vrfy(struct session *s, const char *arg, size_t len)
-{
-	(void)arg;
-	if (!has_args(len)) {
-		refuse(s, 501, "5.5.4", "Syntax: VRFY address");
-		return;
-	}
-	/* RFC 5321 7.3: 252 when we will not say who exists. */
-	reply_send(&s->out, 252, "2.5.2", "Cannot VRFY user, but will accept message");
-}
+/* What the dispatcher checks of a command's argument, before the state. */
+enum arg_rule {
+	ARGS_IGNORED,	/* anything: NOOP (RFC 5321 4.1.1.9), HELP, those we lack */
+	ARGS_NONE,	/* 501 with the row's usage when one is given */
+	ARGS_REQUIRED,	/* 501 with the row's usage when none is given */
+	ARGS_PARSED,	/* the handler's own grammar, so after the state (MAIL, RCPT) */
+};
 
-static void
-handle_help(struct session *s, const char *arg, size_t len)
-{
-	(void)arg;
-	(void)len;
-	reply_send(&s->out, 214, "2.0.0",
-	    "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
-}
+/* RFC 2920 3.1: a command whose reply the client waits for ends a group. */
+enum group_place { ANYWHERE, LAST_IN_GROUP };
 
-/* RFC 5321 4.2.4: recognised but not implemented is 502, not 500. */
-static void
-handle_unimplemented(struct session *s, const char *arg, size_t len)
-{
-	(void)arg;
-	(void)len;
-	refuse(s, 502, "5.5.1", "Command not implemented");
-}
-
+/*
+ * One row per verb. The dispatcher checks the argument rule, then the
+ * state, then runs the handler (or sends the row's reply when the reply is
+ * all there is to it), so a handler starts where its command is valid.
+ * refused[state] is the reply in a state where the command is not allowed
+ * (NULL: allowed), so each keeps the text it has always had.
+ */
 struct command {
 	const char *verb;
-	void	(*handle)(struct session *, const char *, size_t);
+	const struct smtp_reply *(*handle)(struct session *);
+	enum arg_rule args;
+	enum group_place group;
+	const char *usage;		/* the 501 text for ARGS_NONE, ARGS_REQUIRED */
+	const struct smtp_reply *reply;	/* the answer of a row without a handler */
+	const struct smtp_reply *refused[S_CLOSED];	/* S_CLOSED reads no command */
 };
 
 static const struct command commands[] = {
-	{ "HELO", handle_helo }, { "EHLO", handle_ehlo }, { "MAIL", handle_mail },
-	{ "RCPT", handle_rcpt }, { "DATA", handle_data }, { "RSET", handle_rset },
-	{ "NOOP", handle_noop }, { "QUIT", handle_quit }, { "VRFY", handle_vrfy },
-	{ "HELP", handle_help },
-	/* RFC 821 relics and extensions we do not offer (protocol.md 1.12). */
-	{ "EXPN", handle_unimplemented }, { "SEND", handle_unimplemented },
-	{ "SOML", handle_unimplemented }, { "SAML", handle_unimplemented },
-	{ "TURN", handle_unimplemented }, { "ETRN", handle_unimplemented },
-	{ "ATRN", handle_unimplemented }, { "BDAT", handle_unimplemented },
-	{ "AUTH", handle_unimplemented }, { "STARTTLS", handle_unimplemented },
+	{ "HELO", handle_helo, ARGS_REQUIRED, LAST_IN_GROUP, .usage = "Syntax: HELO hostname" },
+	{ "EHLO", handle_ehlo, ARGS_REQUIRED, LAST_IN_GROUP, .usage = "Syntax: EHLO hostname" },
+	{ "MAIL", handle_mail, ARGS_PARSED, ANYWHERE, .refused = {
+	    [S_GREETED] = &HELLO_FIRST, [S_MAIL] = &NESTED_MAIL, [S_RCPT] = &NESTED_MAIL } },
+	{ "RCPT", handle_rcpt, ARGS_PARSED, ANYWHERE, .refused = {
+	    [S_GREETED] = &MAIL_FIRST, [S_HELLO] = &MAIL_FIRST } },
+	{ "DATA", handle_data, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: DATA", .refused = {
+	    [S_GREETED] = &MAIL_FIRST, [S_HELLO] = &MAIL_FIRST, [S_MAIL] = &NO_RECIPIENTS } },
+	{ "BDAT", handle_bdat, ARGS_PARSED, ANYWHERE, .usage = NULL },
+	{ "STARTTLS", handle_starttls, ARGS_PARSED, LAST_IN_GROUP, .usage = NULL },
+	{ "RSET", handle_rset, ARGS_NONE, ANYWHERE, .usage = "Syntax: RSET" },
+	{ "NOOP", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &OK },
+	{ "QUIT", handle_quit, ARGS_NONE, LAST_IN_GROUP, .usage = "Syntax: QUIT" },
+	{ "VRFY", NULL, ARGS_REQUIRED, LAST_IN_GROUP, .usage = "Syntax: VRFY address",
+	    .reply = &CANNOT_VRFY },
+	{ "HELP", NULL, ARGS_IGNORED, ANYWHERE, .reply = &HELP_TEXT },
+	/* RFC 821 relics and extensions we do not offer. */
+	{ "EXPN", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
+	{ "SEND", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "SOML", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "SAML", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "TURN", NULL, ARGS_IGNORED, LAST_IN_GROUP, .reply = &NOT_IMPLEMENTED },
+	{ "ETRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "ATRN", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
+	{ "AUTH", NULL, ARGS_IGNORED, ANYWHERE, .reply = &NOT_IMPLEMENTED },
 };
 
-/* Split "VERB args", drop trailing blanks (RFC 5321 4.1.1), dispatch. */
+/* The row's rules, then its handler: exactly one reply either way. */
+static void
+run_command(struct session *s, const struct command *c)
+{
+	bool has_arg = s->arg_len > 0;
+
+	s->verb = c->verb;
+	if ((c->args == ARGS_NONE && has_arg) || (c->args == ARGS_REQUIRED && !has_arg))
+		refuse(s, &(const struct smtp_reply){ 501, "5.5.4", c->usage });
+	else if (c->refused[s->state] != NULL)
+		refuse(s, c->refused[s->state]);
+	else
+		answer(s, c->handle != NULL ? c->handle(s) : c->reply);
+}
+
+/* Split "VERB args", drop trailing blanks (RFC 5321 4.1.1), find the row. */
 static void
 dispatch(struct session *s, const char *p, size_t n)
 {
@@ -636,16 +1079,17 @@ dispatch(struct session *s, const char *p, size_t n)
 		vlen++;
 	for (arg = vlen; arg < n && p[arg] == ' '; arg++)
 		;
+	s->arg = p + arg;
+	s->arg_len = n - arg;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		if (strlen(commands[i].verb) == vlen &&
 		    strncasecmp(commands[i].verb, p, vlen) == 0) {
-			s->verb = commands[i].verb;
-			commands[i].handle(s, p + arg, n - arg);
+			run_command(s, &commands[i]);
 			return;
 		}
 	}
 	s->verb = "unknown";
-	refuse(s, 500, "5.5.2", "Command not recognized");
+	refuse(s, &UNKNOWN_COMMAND);
 }
 
 static void
@@ -655,14 +1099,14 @@ handle_line(struct session *s, enum read_result r, const struct line *line)
 	case READ_LINE:
 		if (memchr(line->bytes, '\0', line->len) != NULL) {
 			s->verb = "NUL";
-			refuse(s, 500, "5.5.2", "Syntax error: NUL byte in command");
+			refuse(s, &NUL_IN_COMMAND);
 		} else {
 			dispatch(s, line->bytes, line->len);
 		}
 		break;
 	case READ_TOO_LONG:
 		s->verb = "too-long";
-		refuse(s, 500, "5.5.2", "Line too long");
+		refuse(s, &LINE_TOO_LONG);
 		break;
 	default:
 		close_after_read(s, r);
@@ -676,11 +1120,31 @@ flush_before_wait(void *arg)
 	return reply_flush(arg);
 }
 
+/*
+ * A lingering close: after our 421, or with input still unread, the
+ * client's kernel would get a reset for the bytes we never read, and may
+ * then drop our last reply unread (Windows does). So we send our FIN and
+ * read until theirs, a bounded while, as Apache's lingering_close does.
+ * Not after 221 with nothing pending: a polite client waits for nothing.
+ * Inside TLS, our close_notify goes first (RFC 8446 6.1).
+ */
+static void
+linger(struct session *s)
+{
+	bool wanted = !s->out.failed && (s->closed_by_us || reader_pending(&s->in));
+
+	if (s->tls != NULL) {	/* close_notify first, not waiting for the client's */
+		tls_close(s->tls);
+		s->tls = s->in.tls = s->out.tls = NULL;
+	}
+	if (wanted && reply_shutdown(&s->out) == 0)
+		reader_drain(&s->in, LINGER_MS, LINGER_BYTES);
+}
+
 int
 session_run(const struct session_config *cfg, int in_fd, int out_fd)
 {
 	static struct session s;	/* 80 KiB of buffers: not on the stack */
-	sigset_t stops, old;
 	struct line line;
 
 	/*
@@ -692,43 +1156,34 @@ session_run(const struct session_config *cfg, int in_fd, int out_fd)
 	memset(&s, 0, offsetof(struct session, in));
 	memset(&s.delivery, 0, offsetof(struct delivery, buf));
 	s.cfg = cfg;
-	s.dirs = calloc(cfg->max_recipients > 0 ? cfg->max_recipients : 1, sizeof(*s.dirs));
-	reader_init(&s.in, in_fd, (int)cfg->timeout * 1000, (int)cfg->session_timeout * 1000);
-	reply_init(&s.out, out_fd, (int)cfg->timeout * 1000);
-	/* Stop signals are taken only while waiting for the client (reader.c). */
-	sigemptyset(&stops);
-	sigaddset(&stops, SIGTERM);
-	sigaddset(&stops, SIGINT);
-	sigaddset(&stops, SIGHUP);
-	sigprocmask(SIG_BLOCK, &stops, &old);
-	s.in.wait_mask = old;
-	s.in.stop = &stop_requested;
-	s.out.wait_mask = old;
-	s.out.stop = &stop_requested;
-	s.in.read_limit = cfg->read_limit;
-	s.in.before_wait = flush_before_wait;
-	s.in.before_wait_arg = &s.out;
+	s.dests = calloc(cfg->max_recipients > 0 ? cfg->max_recipients : 1, sizeof(*s.dests));
+	reply_init(&s.out, &(struct reply_options){ .fd = out_fd,
+	    .timeout_ms = (int)cfg->timeout * 1000,
+	    .session_timeout_ms = (int)cfg->session_timeout * 1000, .stop = cfg->stop });
+	reader_init(&s.in, &(struct reader_options){ .fd = in_fd,
+	    .line_timeout_ms = (int)cfg->timeout * 1000,
+	    .session_timeout_ms = (int)cfg->session_timeout * 1000,
+	    .read_limit = cfg->read_limit, .stop = cfg->stop,
+	    .before_wait = flush_before_wait, .before_wait_arg = &s.out });
 	s.verb = "connect";
-	if (s.dirs == NULL) {
+	if (s.dests == NULL) {
 		session_close(&s, 421, "4.3.0", "Out of memory");
-		return s.exit_status;
+	} else {
+		log_info("connect peer=%s%s%s", cfg->peer, cfg->proxy != NULL ? " proxy=" : "",
+		    cfg->proxy != NULL ? cfg->proxy : "");
+		reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	}
-	log_info("connect peer=%s", cfg->peer);
-	reply_send(&s.out, 220, NULL, "%s ESMTP", cfg->hostname);
 	while (s.state != S_CLOSED) {
 		if (s.errors >= ERROR_LIMIT) {
 			session_close(&s, 421, "4.7.0", "Error: too many errors");
 			break;
 		}
 		handle_line(&s, reader_next(&s.in, &line, SMTP_COMMAND_MAX), &line);
-		if (s.out.failed && s.state != S_CLOSED) {
-			session_close(&s, 0, NULL, stop_requested ? "stopped while the client was not reading" :
-			    "client stopped reading");
-			s.exit_status = 1;
-		}
+		if (s.out.failed && s.state != S_CLOSED)
+			close_not_reading(&s);	/* a flush when the buffer filled */
 	}
-	reset_transaction(&s);
-	free(s.dirs);
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	reset_transaction(&s);	/* nothing staged is left while we linger */
+	free(s.dests);
+	linger(&s);
 	return s.exit_status;
 }

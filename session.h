@@ -2,9 +2,12 @@
 #ifndef SMTPD_SESSION_H
 #define SMTPD_SESSION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "route.h"
+#include "stop.h"
+#include "tls.h"
 
 #define SMTP_COMMAND_MAX	512	/* RFC 5321 4.5.3.1.4, CRLF included */
 
@@ -17,16 +20,20 @@ struct session_config {
 	const struct routes *routes;
 	const char *peer;		/* for logs: "192.0.2.1", "IPv6:..." or "local" */
 	const char *peer_literal;	/* for Received: "[192.0.2.1]"; NULL on a pipe */
+	const char *proxy;		/* for logs: the balancer that sent a PROXY header
+					 * naming peer, or the header's kind ("LOCAL")
+					 * when it named none; NULL without a header */
 	size_t	read_limit;		/* tests: bytes per read(2); 0 = no limit */
+	const struct stop_wait *stop;	/* from stop_catch; NULL: nothing stops a wait */
+	struct tls_config tls;		/* STARTTLS offered when cert_file is set */
+	bool	require_tls;		/* MAIL before STARTTLS is 530 (RFC 3207 4) */
 };
 
 /*
  * Speak SMTP on in_fd/out_fd until QUIT, client EOF, a timeout or a stop.
- * Returns the exit status: 0 after QUIT or EOF, 1 after a 421.
+ * Returns the exit status: 0 after QUIT or EOF, 1 after a 421 or when the
+ * client stopped reading.
  */
 int session_run(const struct session_config *cfg, int in_fd, int out_fd);
-
-/* Ask the session to end with 421 4.3.2 (async-signal-safe). */
-void session_stop(void);
 
 #endif

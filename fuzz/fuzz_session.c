@@ -9,12 +9,18 @@
  * nothing is left in tmp/ of any Maildir; every file in new/ ends with a
  * newline (the stored form of the CRLF before the final dot); there are
  * messages in new/ exactly when some data got "250 2.0.0 <id>", and at
- * least one per such reply. Promise 4: every reply line is "DDD" then
- * space or hyphen, printable ASCII, CRLF, at most 512 bytes (RFC 5321
- * 4.5.3.1.5), so no client byte reaches a reply raw; every log line
- * (vsyslog is replaced here) is printable ASCII. A breach aborts, which
- * libFuzzer reports as a crash.
+ * least one per such reply. Chunk accounting (BDAT, RFC 3030): the sizes
+ * in "250 2.0.0 N octets received" add up to no more than the input; no
+ * stored body (a file less our trace lines) is longer than the message
+ * size limit plus the LF that may end an unterminated last line, and the
+ * bodies in one Maildir add up to no more than the input plus one octet
+ * a message: nothing is stored twice or from outside the input. Promise
+ * 4: every reply line is "DDD" then space or hyphen, printable ASCII,
+ * CRLF, at most 512 bytes (RFC 5321 4.5.3.1.5), so no client byte
+ * reaches a reply raw; every log line (vsyslog is replaced here) is
+ * printable ASCII. A breach aborts, which libFuzzer reports as a crash.
  */
+#define _GNU_SOURCE	/* memmem */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -47,6 +53,8 @@ vsyslog(int priority, const char *fmt, va_list ap)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#define MAX_MESSAGE_SIZE	2048	/* small, so size limits are reached */
+
 static char top[64];
 static char maildir_default[128], maildir_a[128], maildir_b[128];
 static struct routes routes;
@@ -69,9 +77,42 @@ ends_in_newline(const char *file)
 	return c == '\n';
 }
 
-/* Remove every file in dir/sub; returns how many there were. */
+/*
+ * The length of a stored message less our Return-Path and Received lines,
+ * which end at the first line break after "Received: " not followed by a
+ * tab (no address or HELO name in them holds a line break).
+ */
+static off_t
+body_size(const char *file)
+{
+	char head[4096];
+	int fd = open(file, O_RDONLY);
+	ssize_t n;
+	off_t size;
+	const char *p, *end;
+
+	if (fd == -1)
+		abort();
+	size = lseek(fd, 0, SEEK_END);
+	n = pread(fd, head, sizeof(head), 0);
+	close(fd);
+	if (n <= 0 || (p = memmem(head, (size_t)n, "\nReceived: ", 11)) == NULL)
+		abort();	/* a message without our trace lines */
+	end = head + n;
+	while ((p = memchr(p + 1, '\n', (size_t)(end - p - 1))) != NULL && p + 1 < end &&
+	    p[1] == '\t')
+		;
+	if (p == NULL)
+		abort();
+	return size - (off_t)(p + 1 - head);	/* 0 for an empty message */
+}
+
+/*
+ * Remove every file in dir/sub; returns how many there were. For new/, the
+ * body sizes are checked against the limit and added to *bodies.
+ */
 static int
-empty_dir(const char *dir, const char *sub)
+empty_dir(const char *dir, const char *sub, off_t *bodies)
 {
 	char path[PATH_MAX], file[PATH_MAX];
 	struct dirent *e;
@@ -87,8 +128,15 @@ empty_dir(const char *dir, const char *sub)
 		n++;
 		if (snprintf(file, sizeof(file), "%s/%s", path, e->d_name) >= (int)sizeof(file))
 			abort();
-		if (strcmp(sub, "new") == 0 && !ends_in_newline(file))
-			abort();	/* a partial message in new/ */
+		if (strcmp(sub, "new") == 0) {
+			off_t body = body_size(file);
+
+			if (!ends_in_newline(file))
+				abort();	/* a partial message in new/ */
+			if (body > MAX_MESSAGE_SIZE + 1)
+				abort();	/* over the limit, yet stored */
+			*bodies += body;
+		}
 		unlink(file);
 	}
 	closedir(d);
@@ -109,7 +157,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(maildir_default, sizeof(maildir_default), "%s/Maildir", top);
 	snprintf(maildir_a, sizeof(maildir_a), "%s/a/Maildir", top);
 	snprintf(maildir_b, sizeof(maildir_b), "%s/b/Maildir", top);
-	routes.default_maildir = maildir_default;
+	if (routes_set_maildir(&routes, maildir_default) == -1)
+		abort();
 	if (routes_add_domain(&routes, "example.org") == -1 ||
 	    routes_add_mailbox(&routes, "a@example.org", maildir_a, 1) == -1 ||
 	    routes_add_mailbox(&routes, "b@example.org", maildir_b, 2) == -1 ||
@@ -127,13 +176,22 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Promise 1: a finished session leaves nothing in tmp/. */
+/*
+ * Promise 1: a finished session leaves nothing in tmp/. What is in new/
+ * came from the input, once: input octets plus an LF a message at most.
+ */
 static int
-check_maildir(const char *dir)
+check_maildir(const char *dir, size_t input)
 {
-	if (empty_dir(dir, "tmp") != 0)
+	off_t bodies = 0;
+	int n;
+
+	if (empty_dir(dir, "tmp", &bodies) != 0)
 		abort();
-	return empty_dir(dir, "new");
+	n = empty_dir(dir, "new", &bodies);
+	if (bodies > (off_t)input + n)
+		abort();
+	return n;
 }
 
 /* Is out[0..n) a well-formed reply line "DDD[ -]text" ending in CRLF? */
@@ -151,16 +209,35 @@ good_reply_line(const char *p, size_t n)
 	return 1;
 }
 
+/* "250 2.0.0 N octets received": N, else -1. */
+static long long
+chunk_size(const char *p, size_t n)
+{
+	static const char tail[] = " octets received\r\n";
+	long long size = 0;
+	size_t i = 10;
+
+	if (n < 10 || strncmp(p, "250 2.0.0 ", 10) != 0)
+		return -1;
+	for (; i < n && p[i] >= '0' && p[i] <= '9' && i < 28; i++)
+		size = size * 10 + (p[i] - '0');
+	if (i == 10 || n - i != sizeof(tail) - 1 || memcmp(p + i, tail, n - i) != 0)
+		return -1;
+	return size;
+}
+
 /*
  * Check every reply line; return how many are "250 2.0.0 <id>", the
- * answer to a delivered message.
+ * answer to a delivered message. The chunks acknowledged add up to no
+ * more than the input.
  */
 static size_t
-check_replies(void)
+check_replies(size_t input)
 {
 	static char out[1 << 22];
 	ssize_t n = pread(output_fd, out, sizeof(out), 0);
 	size_t count = 0, start = 0;
+	long long chunks = 0, c;
 
 	if (n < 0 || n == (ssize_t)sizeof(out))
 		abort();
@@ -169,9 +246,13 @@ check_replies(void)
 			continue;
 		if (!good_reply_line(out + start, i + 1 - start))
 			abort();
-		if (strncmp(out + start, "250 2.0.0 ", 10) == 0 &&
-		    strncmp(out + start + 10, "Ok\r\n", 4) != 0)
+		if ((c = chunk_size(out + start, i + 1 - start)) >= 0) {
+			if ((chunks += c) > (long long)input)
+				abort();	/* acknowledged octets never sent */
+		} else if (strncmp(out + start, "250 2.0.0 ", 10) == 0 &&
+		    strncmp(out + start + 10, "Ok\r\n", 4) != 0) {
 			count++;
+		}
 		start = i + 1;
 	}
 	if (start != (size_t)n)
@@ -194,7 +275,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.hostname = "mx.example";
-	cfg.max_message_size = 2048;	/* small, so size limits are reached */
+	cfg.max_message_size = MAX_MESSAGE_SIZE;
 	cfg.max_recipients = 4;
 	cfg.timeout = 10;
 	cfg.session_timeout = 60;
@@ -203,9 +284,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.peer_literal = "[192.0.2.7]";
 	cfg.read_limit = data[0] % 8;
 	session_run(&cfg, input_fd, output_fd);
-	delivered = check_replies();
-	files = check_maildir(maildir_default) + check_maildir(maildir_a) +
-	    check_maildir(maildir_b);
+	delivered = check_replies(size - 1);
+	files = check_maildir(maildir_default, size - 1) + check_maildir(maildir_a, size - 1) +
+	    check_maildir(maildir_b, size - 1);
 	if ((delivered == 0) != (files == 0) || (size_t)files < delivered)
 		abort();
 	return 0;

@@ -181,6 +181,21 @@ static const struct path_case paths[] = {
 	{ "<a\x80@example.org>", 0, F, false, SYN, NULL },		/* not UTF-8: 501, not 553 */
 	{ "<\"a\xc3\"@example.org>", 0, F, true, SYN, NULL },
 	{ "<a@b\xc3.example>", 0, F, true, SYN, NULL },
+	/*
+	 * A UTF-8 domain must map (UTS 46) to letters, digits, hyphens and
+	 * dots: fullwidth forms map to ASCII '@' '/' '[' ']' ':' '.', which
+	 * would turn one domain into another address or a literal.
+	 */
+	{ "<a@b\xef\xbc\xa0" "example.org>", 0, F, true, SYN, NULL },	/* b\uFF20example.org */
+	{ "<a@b\xef\xbc\xa0" "example.org>", 0, R, true, SYN, NULL },
+	{ "<a@a\xef\xbc\x8f" "b.example>", 0, F, true, SYN, NULL },		/* a\uFF0Fb */
+	{ "<a@\xef\xbc\xbb" "1\xef\xbc\x8e" "2\xef\xbc\x8e" "3\xef\xbc\x8e" "4\xef\xbc\xbd>",
+	    0, F, true, SYN, NULL },						/* [1.2.3.4] */
+	{ "<a@x\xef\xbc\x9a" "25.example>", 0, F, true, SYN, NULL },		/* x\uFF1A25 */
+	{ "<a@x\xef\xbc\x8e\xef\xbc\x8e" "example>", 0, F, true, SYN, NULL },	/* an empty label */
+	{ "<a@b\xc3\xbc" "cher\xe3\x80\x82" "example>", 0, F, true, OK,		/* U+3002 is a dot */
+	    "<a@b\xc3\xbc" "cher\xe3\x80\x82" "example>" },
+	{ "<a@\xef\xbd\x85" "xample.org>", 0, F, true, OK, "<a@\xef\xbd\x85" "xample.org>" },
 };
 
 START_TEST(path_table)
@@ -322,6 +337,12 @@ START_TEST(domain_keys)
 	ck_assert_uint_eq(address_domain_key("b\xc3" "cher.example", 13, out, sizeof(out)), 0);
 	ck_assert_uint_eq(address_domain_key("example.org", 11, out, 5), 0);
 	ck_assert_uint_eq(address_domain_key("", 0, out, sizeof(out)), 0);
+	/* Mapped to something that is not a host name: no key at all. */
+	ck_assert_uint_eq(address_domain_key("b\xef\xbc\xa0" "example.org", 15, out, sizeof(out)), 0);
+	ck_assert_uint_eq(address_domain_key("\xef\xbc\xbb" "1\xef\xbc\x8e" "2\xef\xbc\xbd", 11,
+	    out, sizeof(out)), 0);
+	ck_assert_uint_eq(address_domain_key("\xef\xbd\x85" "xample.org", 13, out, sizeof(out)), 11);
+	ck_assert_str_eq(out, "example.org");
 }
 END_TEST
 
@@ -358,6 +379,11 @@ static const struct reply_case replies[] = {
 	    "501 5.1.3 Bad recipient address syntax" },
 	{ EHLO "MAIL FROM:<a\xed\xa0\x80@example.org> SMTPUTF8\r\n", 2,
 	    "501 5.1.7 Bad sender address syntax" },
+	/* A UTF-8 domain that maps to what no host name holds is bad syntax. */
+	{ EHLO "MAIL FROM:<a@b\xef\xbc\xa0" "example.org> SMTPUTF8\r\n", 2,
+	    "501 5.1.7 Bad sender address syntax" },
+	{ EHLO "MAIL FROM:<a@example.org> SMTPUTF8\r\nRCPT TO:<a@b\xef\xbc\xa0" "example.org>\r\n",
+	    3, "501 5.1.3 Bad recipient address syntax" },
 	/* SMTPUTF8 lasts one transaction. */
 	{ EHLO "MAIL FROM:<a@example.org> SMTPUTF8\r\nRSET\r\n" MAIL
 	    "RCPT TO:<b\xc3\xb8@example.org>\r\n", 5,

@@ -36,9 +36,9 @@ open_reader(const char *input, size_t len, size_t read_limit, int line_timeout_m
 	ck_assert_int_eq(write(pipefd[1], input, len), (ssize_t)len);
 	if (!keep_open)
 		close(pipefd[1]);
-	reader_init(&r, pipefd[0], line_timeout_ms, 60000);
-	r.read_limit = read_limit;
-	r.before_wait = count_wait;
+	reader_init(&r, &(struct reader_options){ .fd = pipefd[0],
+	    .line_timeout_ms = line_timeout_ms, .session_timeout_ms = 60000,
+	    .read_limit = read_limit, .before_wait = count_wait });
 	waits = 0;
 }
 
@@ -163,12 +163,14 @@ END_TEST
 
 START_TEST(a_stop_request_ends_the_wait)
 {
-	volatile sig_atomic_t stop = 1;
+	static volatile sig_atomic_t stop = 1;
+	struct stop_wait w = { .flag = &stop };
 	struct line l;
 
 	on_socket = _i;
 	open_reader("", 0, 0, 5000, 1);
-	r.stop = &stop;
+	sigprocmask(SIG_SETMASK, NULL, &w.mask);
+	r.opt.stop = &w;
 	ck_assert_int_eq(reader_next(&r, &l, 512), READ_STOPPED);
 	close(pipefd[0]);
 	close(pipefd[1]);
@@ -195,7 +197,8 @@ START_TEST(a_stop_signal_is_taken_under_continuous_input)
 	int big = 1 << 20;
 	size_t queued = 0, bytes = 0;
 	struct sigaction sa;
-	sigset_t block, old;
+	struct stop_wait w = { .flag = &stopped };
+	sigset_t block;
 	enum read_result res;
 	struct line l;
 	ssize_t n;
@@ -214,15 +217,82 @@ START_TEST(a_stop_signal_is_taken_under_continuous_input)
 	ck_assert_int_eq(sigaction(SIGUSR1, &sa, NULL), 0);
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
-	ck_assert_int_eq(sigprocmask(SIG_BLOCK, &block, &old), 0);
-	r.wait_mask = old;
+	ck_assert_int_eq(sigprocmask(SIG_BLOCK, &block, &w.mask), 0);
 	stopped = 0;
-	r.stop = &stopped;
+	r.opt.stop = &w;
 	ck_assert_int_eq(raise(SIGUSR1), 0);	/* pending until the reader's ppoll */
 	while ((res = reader_piece(&r, &l, 8192)) == READ_LINE)
 		bytes += l.len + (l.complete ? 1 + l.crlf : 0);
 	ck_assert_int_eq(res, READ_STOPPED);
 	ck_assert_uint_le(bytes, 64 * 1024 + READER_BUFFER);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+END_TEST
+
+START_TEST(pending_input_is_seen_held_or_queued)
+{
+	struct line l;
+
+	on_socket = _i;
+	open_reader("NOOP\r\nNO", 8, 0, 100, 1);
+	ck_assert(reader_pending(&r));		/* queued, not read yet */
+	expect_line(512, "NOOP", 1);
+	ck_assert(reader_pending(&r));		/* "NO" held */
+	ck_assert_int_eq(reader_next(&r, &l, 512), READ_TIMEOUT);
+	ck_assert(reader_pending(&r));
+	close(pipefd[1]);
+	close(pipefd[0]);
+	open_reader("NOOP\r\n", 6, 0, 1000, 1);
+	expect_line(512, "NOOP", 1);
+	ck_assert(!reader_pending(&r));		/* nothing more: no lingering */
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+END_TEST
+
+/* A lingering close reads to the client's EOF... */
+START_TEST(drain_reads_to_eof)
+{
+	on_socket = _i;
+	open_reader("QUIT\r\nNOOP\r\n", 12, 0, 1000, 0);
+	reader_drain(&r, 3600 * 1000, 1 << 20);
+	ck_assert(r.eof);
+	ck_assert(!reader_pending(&r));
+	close(pipefd[0]);
+}
+END_TEST
+
+/* ...but no further than its byte limit from a client that never stops, */
+START_TEST(drain_stops_at_its_byte_limit)
+{
+	static char chunk[4096];
+	pid_t pid;
+
+	on_socket = _i;
+	open_reader("", 0, 0, 1000, 1);
+	pid = fork();
+	if (pid == 0) {
+		for (;;)
+			if (write(pipefd[1], chunk, sizeof(chunk)) < 0)
+				_exit(0);
+	}
+	reader_drain(&r, 3600 * 1000, 64 * 1024);	/* an hour: only the bytes end it */
+	ck_assert(!r.eof);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+END_TEST
+
+/* ...nor longer than its time from one that sends nothing and never closes. */
+START_TEST(drain_stops_at_its_time_limit)
+{
+	on_socket = _i;
+	open_reader("", 0, 0, 1000, 1);
+	reader_drain(&r, 100, 1 << 20);
+	ck_assert(!r.eof);
 	close(pipefd[0]);
 	close(pipefd[1]);
 }
@@ -246,6 +316,10 @@ reader_suite(void)
 	tcase_add_loop_test(tc, the_deadline_is_per_line_not_per_read, 0, 2);
 	tcase_add_loop_test(tc, a_stop_request_ends_the_wait, 0, 2);
 	tcase_add_test(tc, a_stop_signal_is_taken_under_continuous_input);
+	tcase_add_loop_test(tc, pending_input_is_seen_held_or_queued, 0, 2);
+	tcase_add_loop_test(tc, drain_reads_to_eof, 0, 2);
+	tcase_add_loop_test(tc, drain_stops_at_its_byte_limit, 0, 2);
+	tcase_add_loop_test(tc, drain_stops_at_its_time_limit, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -19,7 +19,7 @@ setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	ck_assert_int_eq(pipe(pipefd), 0);
 	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-	reply_init(&r, pipefd[1], 200);
+	reply_init(&r, &(struct reply_options){ .fd = pipefd[1], .timeout_ms = 200 });
 }
 
 static void
@@ -119,6 +119,70 @@ START_TEST(a_vanished_client_fails_the_flush)
 }
 END_TEST
 
+/* Fill the pipe until a write would block. */
+static void
+fill_pipe(void)
+{
+	static char junk[4096];
+
+	fcntl(pipefd[1], F_SETFL, O_NONBLOCK);
+	while (write(pipefd[1], junk, sizeof(junk)) > 0)
+		;
+	fcntl(pipefd[1], F_SETFL, 0);
+}
+
+static volatile sig_atomic_t stop_flag;
+
+/* A reply on the pipe with a stop already asked for. */
+static void
+init_stopped(int timeout_ms)
+{
+	static struct stop_wait w = { .flag = &stop_flag };
+
+	stop_flag = 1;
+	sigprocmask(SIG_SETMASK, NULL, &w.mask);
+	reply_init(&r, &(struct reply_options){ .fd = pipefd[1], .timeout_ms = timeout_ms,
+	    .stop = &w });
+}
+
+/* A stop cuts short a wait, never the attempt to write: the 421 must go out. */
+START_TEST(a_stop_still_writes_the_last_reply)
+{
+	init_stopped(200);
+	reply_send(&r, 421, "4.3.2", "mx Service shutting down");
+	ck_assert_int_eq(reply_flush(&r), 0);
+	ck_assert_str_eq(drain(), "421 4.3.2 mx Service shutting down\r\n");
+}
+END_TEST
+
+/* ...and a client that does not read holds a stop off for a moment only. */
+START_TEST(a_stop_shortens_the_wait_for_a_full_pipe)
+{
+	init_stopped(3600 * 1000);
+	fill_pipe();
+	reply_send(&r, 421, "4.3.2", "mx Service shutting down");
+	ck_assert_int_eq(reply_flush(&r), -1);	/* within REPLY_STOP_GRACE_MS, not an hour */
+}
+END_TEST
+
+/* The session's end bounds a flush too, whatever is left of the flush timeout. */
+START_TEST(the_session_deadline_ends_a_flush)
+{
+	reply_init(&r, &(struct reply_options){ .fd = pipefd[1], .timeout_ms = 3600 * 1000,
+	    .session_timeout_ms = 100 });
+	fill_pipe();
+	reply_send(&r, 250, "2.0.0", "Ok");
+	ck_assert_int_eq(reply_flush(&r), -1);
+	ck_assert(r.failed);
+}
+END_TEST
+
+START_TEST(shutdown_is_for_sockets_only)
+{
+	ck_assert_int_eq(reply_shutdown(&r), -1);
+}
+END_TEST
+
 static Suite *
 reply_suite(void)
 {
@@ -133,6 +197,10 @@ reply_suite(void)
 	tcase_add_test(tc, a_full_buffer_flushes_in_order);
 	tcase_add_test(tc, a_client_that_never_reads_times_out);
 	tcase_add_test(tc, a_vanished_client_fails_the_flush);
+	tcase_add_test(tc, a_stop_still_writes_the_last_reply);
+	tcase_add_test(tc, a_stop_shortens_the_wait_for_a_full_pipe);
+	tcase_add_test(tc, the_session_deadline_ends_a_flush);
+	tcase_add_test(tc, shutdown_is_for_sockets_only);
 	suite_add_tcase(s, tc);
 	return s;
 }

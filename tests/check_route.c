@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,14 +73,15 @@ use_compiled_map(void)
 	const char *text;
 	size_t len;
 	int fd = open(at("map.cdb"), O_CREAT | O_EXCL | O_RDWR, 0600);
-	const char *keep_default = rt.default_maildir, *keep_delims = rt.delimiters;
+	char *keep_default = rt.default_maildir, *keep_delims = rt.delimiters;
 	bool keep_create = rt.create_folders;
 
 	ck_assert_int_ne(fd, -1);
 	ck_assert_int_eq(routes_write_map(&rt, fd, settings, sizeof(settings) - 1), 0);
 	close(fd);
+	/* The settings pass to the new routes; the rest is freed. */
+	rt.default_maildir = rt.delimiters = NULL;
 	routes_free(&rt);
-	memset(&rt, 0, sizeof(rt));
 	rt.default_maildir = keep_default;
 	rt.delimiters = keep_delims;
 	rt.create_folders = keep_create;
@@ -88,6 +90,67 @@ use_compiled_map(void)
 	ck_assert_uint_eq(len, sizeof(settings) - 1);
 	ck_assert_mem_eq(text, settings, len);
 	routes_finish(&rt);
+}
+
+/*
+ * A directory at path that is a Maildir++ folder by its marker
+ * ("maildirfolder"), by its three subdirectories ("subdirs"), or that has
+ * only new/ ("new-only") and so is none.
+ */
+static void
+make_folder(const char *path, const char *how)
+{
+	char sub[512];
+	int fd;
+
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	if (strcmp(how, "maildirfolder") == 0) {
+		snprintf(sub, sizeof(sub), "%s/maildirfolder", path);
+		fd = open(sub, O_CREAT | O_WRONLY, 0600);
+		ck_assert_int_ne(fd, -1);
+		close(fd);
+		return;
+	}
+	snprintf(sub, sizeof(sub), "%s/new", path);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	if (strcmp(how, "subdirs") != 0)
+		return;
+	snprintf(sub, sizeof(sub), "%s/cur", path);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	snprintf(sub, sizeof(sub), "%s/tmp", path);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+}
+
+/* Entries of dir whose name starts with a dot ("." and ".." aside): folders. */
+static int
+count_folders(const char *dir)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (dp == NULL)
+		return 0;
+	while ((e = readdir(dp)) != NULL)
+		n += e->d_name[0] == '.' && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(dp);
+	return n;
+}
+
+/* Entries of dir, "." and ".." aside; -1 when it cannot be read. */
+static int
+count_entries(const char *dir)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (dp == NULL)
+		return -1;
+	while ((e = readdir(dp)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(dp);
+	return n;
 }
 
 static enum route_result
@@ -108,8 +171,18 @@ route(const char *path, struct route *r)
 struct route_case {
 	const char *path;
 	enum route_result want;
-	const char *maildir;	/* under top, for ROUTE_OK */
+	const char *maildir;	/* under top, for ROUTE_OK; "DIR/.TAG" names a folder */
 };
+
+/* The route as "MAILDIR" or "MAILDIR/FOLDER". */
+static const char *
+joined(const struct route *r)
+{
+	static char buf[ROUTE_PATH_MAX + ROUTE_FOLDER_MAX];
+
+	snprintf(buf, sizeof(buf), "%s%s%s", r->maildir, r->folder[0] ? "/" : "", r->folder);
+	return buf;
+}
 
 /*
  * A host with domain lines, exact mailboxes, a catch-all, an IDN domain
@@ -149,13 +222,16 @@ static const struct route_case host[] = {
 	{ "<\"john smith\"@example.org>", OK, "john" },
 	{ "<\"John\\ Smith\"@EXAMPLE.org>", OK, "john" },
 	{ "<johnsmith@example.org>", UNKNOWN, NULL },
-	/* Sub-addresses: the whole address first, then user, then the folder. */
+	/*
+	 * Sub-addresses: the whole address first, then user, then the folder,
+	 * named whether it exists or not (delivery decides).
+	 */
 	{ "<alice+list@example.org>", OK, "list" },
 	{ "<alice+work@example.org>", OK, "alice/.work" },
 	{ "<\"alice+work\"@example.org>", OK, "alice/.work" },
 	{ "<ALICE+work@example.org>", OK, "alice/.work" },
-	{ "<alice+Work@example.org>", OK, "alice" },	/* folder names are case-sensitive */
-	{ "<alice+play@example.org>", OK, "alice" },	/* no such folder: the Maildir */
+	{ "<alice+Work@example.org>", OK, "alice/.Work" },	/* the tag's case is kept */
+	{ "<alice+play@example.org>", OK, "alice/.play" },
 	{ "<alice+@example.org>", OK, "alice" },
 	{ "<alice+work+more@example.org>", OK, "alice" },
 	{ "<alice+.work@example.org>", OK, "alice" },
@@ -178,7 +254,7 @@ static const struct route_case host[] = {
 	/* Catch-all. */
 	{ "<anyone@catch.example>", OK, "catch" },
 	{ "<anyone@CATCH.example>", OK, "catch" },
-	{ "<anyone+work@catch.example>", OK, "catch" },
+	{ "<anyone+work@catch.example>", OK, "catch/.work" },
 	/* IDN: U-labels and A-labels name one domain, in the config and from clients. */
 	{ "<j\xc3\xbcrgen@b\xc3\xbc" "cher.example>", OK, "juergen" },
 	{ "<j\xc3\xbcrgen@xn--bcher-kva.example>", OK, "juergen" },
@@ -204,7 +280,7 @@ check_host_row(const struct route_case *c)
 
 	ck_assert_msg(got == c->want, "%s: got %d, want %d", c->path, got, c->want);
 	if (c->want == ROUTE_OK)
-		ck_assert_msg(strcmp(r.maildir, at(c->maildir)) == 0, "%s: %s", c->path, r.maildir);
+		ck_assert_msg(strcmp(joined(&r), at(c->maildir)) == 0, "%s: %s", c->path, joined(&r));
 }
 
 START_TEST(host_table_parsed)
@@ -230,15 +306,13 @@ END_TEST
  */
 START_TEST(compiled_postmaster_yields_to_a_run_time_default)
 {
-	static char dflt[256];
 	struct route r;
 
 	setup_host();
 	use_compiled_map();
 	ck_assert_int_eq(route("<postmaster@example.org>", &r), ROUTE_OK);
 	ck_assert_str_eq(r.maildir, at("alice"));
-	snprintf(dflt, sizeof(dflt), "%s", at("default"));
-	rt.default_maildir = dflt;
+	ck_assert_int_eq(routes_set_maildir(&rt, at("default")), 0);
 	ck_assert_int_eq(route("<postmaster@example.org>", &r), ROUTE_OK);
 	ck_assert_str_eq(r.maildir, at("default"));
 	ck_assert_int_eq(route("<postmaster@nopm.example>", &r), ROUTE_OK);
@@ -253,21 +327,19 @@ START_TEST(compiled_postmaster_yields_to_a_run_time_default)
 END_TEST
 
 /*
- * A default Maildir, "-" as the delimiter, create-folders yes: unknown
- * users of a domain with mailbox lines are still refused, other served
- * domains go to the default, folders are made only from safe tags.
+ * A default Maildir, "-" as the delimiter: unknown users of a domain with
+ * mailbox lines are still refused, other served domains go to the
+ * default, folders are named only by safe tags.
  */
 static void
 setup_default(void)
 {
 	make_top();
-	rt.default_maildir = at("default");
-	rt.delimiters = "-";
-	rt.create_folders = true;
+	ck_assert_int_eq(routes_set_maildir(&rt, at("default")), 0);
+	ck_assert_int_eq(routes_set_delimiters(&rt, "-"), 0);
 	ck_assert_int_eq(routes_add_domain(&rt, "example.org"), 0);
 	ck_assert_int_eq(routes_add_domain(&rt, "spare.example"), 0);
 	add_box("alice@example.org", "alice", 1);
-	rt.default_maildir = strdup(at("default"));
 	ck_assert_uint_eq(routes_finish(&rt), 0);
 }
 
@@ -286,28 +358,10 @@ static const struct route_case with_default[] = {
 	{ "<anyone@other.example>", NOT_OURS, NULL },
 };
 
-static void
-check_default_row(const struct route_case *c)
-{
-	struct route r;
-	enum route_result got = route(c->path, &r);
-	char marker[ROUTE_PATH_MAX + 16];
-
-	ck_assert_msg(got == c->want, "%s: got %d, want %d", c->path, got, c->want);
-	if (c->want != ROUTE_OK)
-		return;
-	ck_assert_str_eq(r.maildir, at(c->maildir));
-	if (r.folder) {	/* made with its Maildir++ marker */
-		snprintf(marker, sizeof(marker), "%s/maildirfolder", r.maildir);
-		ck_assert_int_eq(access(marker, F_OK), 0);
-	}
-}
-
 START_TEST(default_table_parsed)
 {
 	setup_default();
-	check_default_row(&with_default[_i]);
-	free((char *)rt.default_maildir);
+	check_host_row(&with_default[_i]);
 	remove_top();
 }
 END_TEST
@@ -316,23 +370,23 @@ START_TEST(default_table_compiled)
 {
 	setup_default();
 	use_compiled_map();
-	check_default_row(&with_default[_i]);
-	free((char *)rt.default_maildir);
+	check_host_row(&with_default[_i]);
 	remove_top();
 }
 END_TEST
 
-/* Without create-folders, a tag never makes a directory. */
-START_TEST(folders_are_not_created_by_default)
+/* Routing names a folder; it never makes one, whatever create-folders says. */
+START_TEST(routing_never_touches_the_file_system)
 {
 	struct route r;
 	struct stat st;
 
 	make_top();
-	rt.default_maildir = at("default");
+	ck_assert_int_eq(routes_set_maildir(&rt, at("default")), 0);
+	rt.create_folders = true;
 	routes_finish(&rt);
 	ck_assert_int_eq(route("<anyone+new@example.org>", &r), ROUTE_OK);
-	ck_assert_str_eq(r.maildir, at("default"));
+	ck_assert_str_eq(joined(&r), at("default/.new"));
 	ck_assert_int_eq(stat(at("default"), &st), -1);
 	remove_top();
 }
@@ -344,16 +398,14 @@ START_TEST(empty_delimiter_turns_sub_addresses_off)
 	struct route r;
 
 	make_top();
-	make_dir("default");
-	make_dir("default/.work");
-	rt.default_maildir = at("default");
-	rt.delimiters = "";
+	ck_assert_int_eq(routes_set_maildir(&rt, at("default")), 0);
+	ck_assert_int_eq(routes_set_delimiters(&rt, ""), 0);
 	routes_finish(&rt);
 	ck_assert_int_eq(route("<anyone+work@example.org>", &r), ROUTE_OK);
-	ck_assert_str_eq(r.maildir, at("default"));
-	rt.delimiters = NULL;	/* the default, "+" */
+	ck_assert_str_eq(joined(&r), at("default"));
+	ck_assert_int_eq(routes_set_delimiters(&rt, NULL), 0);	/* the default, "+" */
 	ck_assert_int_eq(route("<anyone+work@example.org>", &r), ROUTE_OK);
-	ck_assert_str_eq(r.maildir, at("default/.work"));
+	ck_assert_str_eq(joined(&r), at("default/.work"));
 	remove_top();
 }
 END_TEST
@@ -501,7 +553,7 @@ START_TEST(three_maildirs_stage_first_then_publish)
 	dirs[0] = at("one");
 	dirs[1] = at("two");
 	dirs[2] = at("three");
-	ck_assert_int_eq(maildir_begin(d, dirs, 3), DELIVER_OK);
+	ck_assert_int_eq(harness_begin(d, dirs, 3), DELIVER_OK);
 	maildir_write(d, "Subject: x\n\nbody\n", 17);
 	for (int i = 0; i < 3; i++) {
 		ck_assert_int_eq(count_in(dirs[i], "tmp"), 1);
@@ -528,7 +580,7 @@ START_TEST(a_failing_last_publish_takes_back_the_first_two)
 	dirs[0] = at("one");
 	dirs[1] = at("two");
 	dirs[2] = at("three");
-	ck_assert_int_eq(maildir_begin(d, dirs, 3), DELIVER_OK);
+	ck_assert_int_eq(harness_begin(d, dirs, 3), DELIVER_OK);
 	maildir_write(d, "Subject: x\n\nbody\n", 17);
 	/* three/new becomes a plain file: link() and rename() into it fail. */
 	snprintf(path, sizeof(path), "%s/new", dirs[2]);
@@ -563,7 +615,7 @@ START_TEST(one_copy_per_maildir_through_a_session)
 	snprintf(c, sizeof(c), "%s/c", h.dir);
 	snprintf(f, sizeof(f), "%s/c/.f", h.dir);
 	ck_assert_int_eq(mkdir(c, 0700), 0);
-	ck_assert_int_eq(mkdir(f, 0700), 0);
+	make_folder(f, "maildirfolder");
 	routes_add_domain(&h.routes, "example.org");
 	routes_add_mailbox(&h.routes, "a@example.org", a, 1);
 	routes_add_mailbox(&h.routes, "b@example.org", b, 2);
@@ -588,6 +640,196 @@ START_TEST(one_copy_per_maildir_through_a_session)
 }
 END_TEST
 
+static void append(char *, size_t, size_t *, const char *, ...) __attribute__((format(printf, 4, 5)));
+
+/* Append printf output to buf (of size) at *len. */
+static void
+append(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *len, size - *len, fmt, ap);
+	va_end(ap);
+	ck_assert(n > 0 && (size_t)n < size - *len);
+	*len += (size_t)n;
+}
+
+/*
+ * create-folders makes a folder only for a message staged in it: ten
+ * transactions of twenty tagged recipients each, all reset before DATA,
+ * leave no folder at all.
+ */
+START_TEST(transactions_that_never_deliver_create_no_folders)
+{
+	static char input[16384];
+	struct harness h;
+	size_t len = 0;
+
+	append(input, sizeof(input), &len, "EHLO c.example\r\n");
+	for (int t = 0; t < 10; t++) {
+		append(input, sizeof(input), &len, "MAIL FROM:<a@example.org>\r\n");
+		for (int r = 0; r < 20; r++)
+			append(input, sizeof(input), &len, "RCPT TO:<u+t%d_%d@example.org>\r\n", t, r);
+		append(input, sizeof(input), &len, "RSET\r\n");
+	}
+	append(input, sizeof(input), &len, "QUIT\r\n");
+	harness_init(&h);
+	h.routes.create_folders = true;
+	routes_finish(&h.routes);
+	harness_run(&h, input, len, 0);
+	ck_assert_str_eq(harness_reply(&h, 2 + 10 * 22), "221 2.0.0 Bye");
+	ck_assert_int_eq(count_folders(h.maildir), 0);
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * At most ten new folders per session: twelve messages to twelve new tags
+ * make ten folders, the last two messages go to the Maildir itself; the
+ * next session may make ten more.
+ */
+START_TEST(ten_new_folders_per_session_at_most)
+{
+	static char input[4096];
+	static const char again[] = "EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<u+f12@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+	struct harness h;
+	char folder[16];
+	size_t len = 0;
+
+	append(input, sizeof(input), &len, "EHLO c.example\r\n");
+	for (int t = 0; t < 12; t++)
+		append(input, sizeof(input), &len, "MAIL FROM:<a@example.org>\r\n"
+		    "RCPT TO:<u+f%d@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n", t);
+	append(input, sizeof(input), &len, "QUIT\r\n");
+	harness_init(&h);
+	h.routes.create_folders = true;
+	routes_finish(&h.routes);
+	harness_run(&h, input, len, (size_t)_i);
+	for (int t = 0; t < 12; t++)
+		ck_assert_msg(strncmp(harness_reply(&h, 2 + 4 * (size_t)t + 3), "250 2.0.0 ", 10) == 0,
+		    "message %d: %s", t, harness_reply(&h, 2 + 4 * (size_t)t + 3));
+	ck_assert_int_eq(count_folders(h.maildir), 10);
+	for (int t = 0; t < 10; t++) {
+		snprintf(folder, sizeof(folder), ".f%d/new", t);
+		ck_assert_int_eq(harness_count(&h, folder), 1);
+	}
+	ck_assert_int_eq(harness_count(&h, "new"), 2);
+	free(h.out);
+	free(h.lines);
+	h.nreplies = 0;
+	harness_run(&h, again, sizeof(again) - 1, 0);
+	ck_assert_int_eq(harness_count(&h, ".f12/new"), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * A Maildir that is a home directory: user+ssh must not write under
+ * ~/.ssh, which is no Maildir++ folder, with or without create-folders.
+ */
+START_TEST(a_dot_directory_that_is_no_folder_is_left_alone)
+{
+	static const char input[] = "EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<u+ssh@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+	struct harness h;
+	char ssh[256], keys[300];
+	int fd;
+
+	harness_init(&h);
+	h.routes.create_folders = _i == 1;
+	routes_finish(&h.routes);
+	snprintf(ssh, sizeof(ssh), "%s/.ssh", h.maildir);
+	snprintf(keys, sizeof(keys), "%s/authorized_keys", ssh);
+	ck_assert_int_eq(mkdir(h.maildir, 0700), 0);
+	ck_assert_int_eq(mkdir(ssh, 0700), 0);
+	fd = open(keys, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_eq(write(fd, "ssh-ed25519 AAAA\n", 17), 17);
+	close(fd);
+	harness_run(&h, input, sizeof(input) - 1, 0);
+	ck_assert_str_eq(harness_reply(&h, 6), "221 2.0.0 Bye");
+	ck_assert_int_eq(harness_count(&h, "new"), 1);
+	ck_assert_int_eq(count_entries(ssh), 1);	/* authorized_keys alone */
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * What is a folder: one with its maildirfolder file (completed with tmp/,
+ * new/, cur/ on delivery), one with cur/, new/ and tmp/; one with new/
+ * alone is not, and is left as it was.
+ */
+START_TEST(a_folder_has_its_marker_or_all_three_directories)
+{
+	static const char input[] = "EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<u+a@example.org>\r\nRCPT TO:<u+b@example.org>\r\nRCPT TO:<u+c@example.org>\r\n"
+	    "DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+	struct harness h;
+	char path[256];
+
+	harness_init(&h);
+	h.routes.create_folders = true;
+	routes_finish(&h.routes);
+	ck_assert_int_eq(mkdir(h.maildir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/.a", h.maildir);
+	make_folder(path, "maildirfolder");
+	snprintf(path, sizeof(path), "%s/.b", h.maildir);
+	make_folder(path, "subdirs");
+	snprintf(path, sizeof(path), "%s/.c", h.maildir);
+	make_folder(path, "new-only");
+	harness_run(&h, input, sizeof(input) - 1, 0);
+	ck_assert_int_eq(harness_count(&h, ".a/new"), 1);
+	ck_assert_int_eq(harness_count(&h, ".b/new"), 1);
+	ck_assert_int_eq(harness_count(&h, "new"), 1);
+	ck_assert_int_eq(harness_count(&h, ".c/new"), 0);
+	ck_assert_int_eq(count_entries(path), 1);	/* .c: new/ alone, as it was */
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * Links inside a Maildir are never followed: a folder that is a link to a
+ * real folder elsewhere is no folder (the mail goes to the Maildir
+ * itself), and a tmp/ that is a link makes the delivery fail with 451.
+ */
+START_TEST(links_inside_a_maildir_are_not_followed)
+{
+	static const char input[] = "EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<u+lnk@example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+	struct harness h;
+	char outside[256], link_path[320], tmp[320];
+
+	harness_init(&h);
+	routes_finish(&h.routes);
+	snprintf(outside, sizeof(outside), "%s/outside", h.dir);
+	make_folder(outside, "subdirs");
+	ck_assert_int_eq(mkdir(h.maildir, 0700), 0);
+	snprintf(link_path, sizeof(link_path), "%s/.lnk", h.maildir);
+	ck_assert_int_eq(symlink(outside, link_path), 0);
+	harness_run(&h, input, sizeof(input) - 1, 0);
+	ck_assert_str_eq(harness_reply(&h, 6), "221 2.0.0 Bye");
+	ck_assert_int_eq(harness_count(&h, "new"), 1);
+	snprintf(tmp, sizeof(tmp), "%s/new", outside);
+	ck_assert_int_eq(count_entries(tmp), 0);
+	/* Now tmp/ itself is a link to the folder's new/ outside. */
+	snprintf(tmp, sizeof(tmp), "%s/tmp", h.maildir);
+	ck_assert_int_eq(rmdir(tmp), 0);
+	snprintf(link_path, sizeof(link_path), "%s/new", outside);
+	ck_assert_int_eq(symlink(link_path, tmp), 0);
+	free(h.out);
+	free(h.lines);
+	h.nreplies = 0;
+	harness_run(&h, input, sizeof(input) - 1, 0);
+	ck_assert_str_eq(harness_reply(&h, 4),
+	    "451 4.3.0 Local error staging the message; try again later");
+	ck_assert_int_eq(count_entries(link_path), 0);
+	ck_assert_int_eq(harness_count(&h, "new"), 1);	/* the first message alone */
+	harness_finish(&h);
+}
+END_TEST
+
 static Suite *
 route_suite(void)
 {
@@ -602,7 +844,7 @@ route_suite(void)
 	tcase_add_loop_test(tc, default_table_parsed, 0, ndefault);
 	tcase_add_loop_test(tc, default_table_compiled, 0, ndefault);
 	tcase_add_test(tc, compiled_postmaster_yields_to_a_run_time_default);
-	tcase_add_test(tc, folders_are_not_created_by_default);
+	tcase_add_test(tc, routing_never_touches_the_file_system);
 	tcase_add_test(tc, empty_delimiter_turns_sub_addresses_off);
 	tcase_add_test(tc, bad_config_addresses_are_refused);
 	tcase_add_test(tc, a_foreign_file_is_not_a_map);
@@ -610,6 +852,11 @@ route_suite(void)
 	tcase_add_test(tc, three_maildirs_stage_first_then_publish);
 	tcase_add_test(tc, a_failing_last_publish_takes_back_the_first_two);
 	tcase_add_test(tc, one_copy_per_maildir_through_a_session);
+	tcase_add_test(tc, transactions_that_never_deliver_create_no_folders);
+	tcase_add_loop_test(tc, ten_new_folders_per_session_at_most, 0, 2);
+	tcase_add_loop_test(tc, a_dot_directory_that_is_no_folder_is_left_alone, 0, 2);
+	tcase_add_test(tc, a_folder_has_its_marker_or_all_three_directories);
+	tcase_add_test(tc, links_inside_a_maildir_are_not_followed);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -26,7 +26,7 @@ struct exchange {
 static const struct exchange exchanges[] = {
 	{ "QUIT\r\n", 0, "220 mx.example ESMTP" },
 	{ "QUIT\r\n", 1, "221 2.0.0 Bye" },
-	{ EHLO "QUIT\r\n", 1, "250 SMTPUTF8" },
+	{ EHLO "QUIT\r\n", 1, "250 CHUNKING" },
 	{ "HELO c.example\r\nQUIT\r\n", 1, "250 mx.example" },
 	{ "ehlo c.example\r\nmail from:<a@example.org>\r\n", 2, "250 2.1.0 Ok" },
 	{ "EHLO\r\n", 1, "501 5.5.4 Syntax: EHLO hostname" },
@@ -56,7 +56,7 @@ static const struct exchange exchanges[] = {
 	{ "SOML FROM:<a@b>\r\n", 1, "502 5.5.1 Command not implemented" },
 	{ "SAML FROM:<a@b>\r\n", 1, "502 5.5.1 Command not implemented" },
 	{ "TURN\r\n", 1, "502 5.5.1 Command not implemented" },
-	{ "HELP\r\n", 1, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP" },
+	{ "HELP\r\n", 1, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP" },
 	{ "XYZZY\r\n", 1, "500 5.5.2 Command not recognized" },
 	{ "XYZZY\r\nNOOP\r\n", 2, "250 2.0.0 Ok" },
 	{ "\r\n", 1, "500 5.5.2 Command not recognized" },
@@ -75,7 +75,8 @@ static const struct exchange exchanges[] = {
 	{ EHLO "MAIL FROM:<a@example.org> SMTPUTF8=yes\r\n", 2, "501 5.5.4 Bad MAIL parameter syntax" },
 	{ EHLO "MAIL FROM:<a@example.org> BODY=8BITMIME\r\n", 2, "250 2.1.0 Ok" },
 	{ EHLO "MAIL FROM:<a@example.org> BODY=7bit\r\n", 2, "250 2.1.0 Ok" },
-	{ EHLO "MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n", 2, "501 5.5.4 Bad MAIL parameter syntax" },
+	/* RFC 3030: CHUNKING without BINARYMIME, whose body LF storage would change. */
+	{ EHLO "MAIL FROM:<a@example.org> BODY=BINARYMIME\r\n", 2, "555 5.5.4 BODY=BINARYMIME not supported" },
 	{ EHLO "MAIL FROM:<j\xc3\xb8rn@example.org>\r\n", 2,
 	    "553 5.6.7 Must declare SMTPUTF8 to send a UTF-8 address" },
 	{ EHLO "MAIL FROM:<j\xc3\xb8rn@example.org> SMTPUTF8\r\n", 2, "250 2.1.0 Ok" },
@@ -113,6 +114,28 @@ static const struct exchange exchanges[] = {
 	/* Commands after a group-ending one are answered normally. */
 	{ "NOOP\r\nNOOP\r\nQUIT\r\n", 2, "250 2.0.0 Ok" },
 	{ EHLO "NOOP\r\n" "VRFY x\r\n", 3, "252 2.5.2 Cannot VRFY user, but will accept message" },
+	/* BDAT (RFC 3030): exactly SIZE octets follow, never read as commands. */
+	{ EHLO MAIL RCPT "BDAT 6\r\nNOOP\r\nNOOP\r\n", 4, "250 2.0.0 6 octets received" },
+	{ EHLO MAIL RCPT "BDAT 6\r\nNOOP\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	{ EHLO MAIL RCPT "BDAT 6\r\nNOOP\r\nNOOP\r\n", 6, "" },
+	{ EHLO MAIL RCPT "BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	{ EHLO MAIL RCPT "bdat 0 last\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	/* A refused chunk is consumed all the same. */
+	{ EHLO "BDAT 6\r\nQUIT\r\nNOOP\r\n", 2, "503 5.5.1 MAIL first" },
+	{ EHLO "BDAT 6\r\nQUIT\r\nNOOP\r\n", 3, "250 2.0.0 Ok" },
+	{ EHLO MAIL "BDAT 6\r\nQUIT\r\n", 3, "554 5.5.1 No valid recipients" },
+	{ EHLO MAIL "BDAT 6\r\nQUIT\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", 4,
+	    "503 5.5.1 Chunk discarded after an earlier error" },
+	{ EHLO MAIL "BDAT 6\r\nQUIT\r\nBDAT 6 LAST\r\nQUIT\r\nNOOP\r\n", 5, "250 2.0.0 Ok" },
+	/* Inside a BDAT transaction. */
+	{ EHLO MAIL RCPT "BDAT 1\r\nxDATA\r\n", 5, "503 5.5.1 DATA after BDAT" },
+	{ EHLO MAIL RCPT "BDAT 1\r\nxRCPT TO:<c@example.org>\r\n", 5, "503 5.5.1 RCPT after BDAT" },
+	{ EHLO MAIL RCPT "BDAT 1\r\nx" MAIL, 5, "503 5.5.1 Nested MAIL command" },
+	{ EHLO MAIL RCPT "BDAT 1\r\nxRSET\r\nBDAT 1 LAST\r\nx", 6, "503 5.5.1 MAIL first" },
+	/* A size that cannot be read: where the next command starts is unknown. */
+	{ EHLO MAIL RCPT "BDAT 1x\r\nNOOP\r\n", 4, "501 5.5.4 Syntax: BDAT size [LAST]" },
+	{ EHLO MAIL RCPT "BDAT 1x\r\nNOOP\r\n", 5, "421 4.7.0 mx.example Error: BDAT chunk size unknown" },
+	{ EHLO MAIL RCPT "BDAT 1x\r\nNOOP\r\n", 6, "" },
 };
 
 /* Every exchange twice: input whole, then one byte per read(2). */
@@ -140,7 +163,7 @@ START_TEST(ehlo_lists_what_we_implement)
 
 	harness_start(&h, EHLO "QUIT\r\n");
 	ck_assert_ptr_nonnull(strstr(h.out, "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 1048576\r\n"
-	    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250 SMTPUTF8\r\n"));
+	    "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"));
 	harness_finish(&h);
 }
 END_TEST
@@ -229,11 +252,14 @@ static const struct data_case data_cases[] = {
 	D("a\r\n.\r\n", "a\n"),
 	D("..\r\n.\r\n", ".\n"),
 	D("..x\r\n.x\r\n.\r\n", ".x\nx\n"),
-	D(". \r\n.\r\n", " \n"),
+	/* A first line led by a blank would extend our Received field: it becomes body. */
+	D(". \r\n.\r\n", "\n \n"),
+	D("\t(forged)\r\nSubject: x\r\n.\r\n", "\n\t(forged)\nSubject: x\n"),
+	D("Subject: x\r\n\tfolded\r\n.\r\n", "Subject: x\n\tfolded\n"),
 	D("a\nb\r\n.\r\n", "a\nb\n"),		/* bare LF ends a stored line */
 	D("a\rb\r\n.\r\n", "a\rb\n"),		/* bare CR is kept */
 	D("8bit \xe9\xff\x01\r\n.\r\n", "8bit \xe9\xff\x01\n"),
-	/* Smuggling (protocol.md 3.3): none of these ends the data. */
+	/* SMTP smuggling sequences 1-10 of doc/smuggling.md: none of these ends the data. */
 	D("a\n.\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
 	D("a\n.\r\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
 	D("a\r\n.\nMAIL FROM:<s@x>\r\n.\r\n", "a\n.\nMAIL FROM:<s@x>\n"),
@@ -326,6 +352,16 @@ START_TEST(long_data_lines_pass_whole)
 }
 END_TEST
 
+/* Run input in a session that takes at most max recipients per transaction. */
+static void
+run_max_rcpt(struct harness *h, const char *input, size_t n, unsigned max)
+{
+	harness_init(h);
+	h->cfg.max_recipients = max;
+	routes_finish(&h->routes);
+	harness_run(h, input, n, 0);
+}
+
 START_TEST(too_many_recipients_refuses_only_the_excess)
 {
 	struct harness h;
@@ -335,15 +371,66 @@ START_TEST(too_many_recipients_refuses_only_the_excess)
 	for (int i = 0; i < 25; i++)
 		n += (size_t)snprintf(input + n, sizeof(input) - n, "RCPT TO:<r%d@example.org>\r\n", i);
 	n += (size_t)snprintf(input + n, sizeof(input) - n, "DATA\r\nx\r\n.\r\n");
-	harness_init(&h);
-	h.cfg.max_recipients = 3;
-	routes_finish(&h.routes);
-	harness_run(&h, input, n, 0);
+	run_max_rcpt(&h, input, n, 3);
 	ck_assert_str_eq(harness_reply(&h, 5), "250 2.1.5 Ok");
 	ck_assert_str_eq(harness_reply(&h, 6), "452 4.5.3 Too many recipients");
 	/* 22 excess 452s do not count as errors: the session goes on. */
 	ck_assert_str_eq(harness_reply(&h, 28), "354 End data with <CR><LF>.<CR><LF>");
 	ck_assert_int_eq(harness_count(&h, "new"), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/* 452s for excess recipients: one log line per transaction, the count in its delivery line. */
+START_TEST(excess_recipients_are_logged_once_per_transaction)
+{
+	struct harness h;
+	char input[4096];
+	size_t n = (size_t)snprintf(input, sizeof(input), EHLO);
+
+	for (int t = 0; t < 2; t++) {
+		n += (size_t)snprintf(input + n, sizeof(input) - n, MAIL RCPT);
+		for (int i = 0; i < 5 - 2 * t; i++)
+			n += (size_t)snprintf(input + n, sizeof(input) - n, "RCPT TO:<r%d@example.org>\r\n", i);
+		n += (size_t)snprintf(input + n, sizeof(input) - n, "DATA\r\nx\r\n.\r\n");
+	}
+	n += (size_t)snprintf(input + n, sizeof(input) - n, MAIL RCPT "DATA\r\nx\r\n.\r\n");
+	run_max_rcpt(&h, input, n, 1);
+	ck_assert_str_eq(harness_reply(&h, 8), "452 4.5.3 Too many recipients");
+	ck_assert_str_eq(harness_reply(&h, 9), "354 End data with <CR><LF>.<CR><LF>");
+	ck_assert_uint_eq(harness_log_count("reply=\"452 4.5.3 Too many recipients\""), 2);
+	ck_assert_uint_eq(harness_log_count("delivered "), 3);
+	ck_assert_uint_eq(harness_log_count(" nrcpt=1 "), 3);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=5"), 1);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=3"), 1);
+	ck_assert_uint_eq(harness_log_count(" excess-rcpt=0"), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * Past 1,000 excess recipients (Postfix's smtpd_recipient_overshoot_limit)
+ * each one is an error: 1,019 leave the session open, 1,020 end it.
+ */
+START_TEST(recipient_overshoot_ends_the_session)
+{
+	size_t excess = _i ? 1020 : 1019, n;
+	char *input = malloc(64 * 1024);
+	struct harness h;
+
+	n = (size_t)snprintf(input, 200, EHLO MAIL RCPT);
+	for (size_t i = 0; i < excess; i++)
+		n += (size_t)snprintf(input + n, 64, "RCPT TO:<r%zu@example.org>\r\n", i);
+	n += (size_t)snprintf(input + n, 64, "NOOP\r\n");
+	run_max_rcpt(&h, input, n, 1);
+	ck_assert_str_eq(harness_reply(&h, 3), "250 2.1.5 Ok");
+	for (size_t i = 4; i < 4 + excess; i++)
+		ck_assert_str_eq(harness_reply(&h, i), "452 4.5.3 Too many recipients");
+	ck_assert_str_eq(harness_reply(&h, 4 + excess), _i ? "421 4.7.0 mx.example Error: too many errors" :
+	    "250 2.0.0 Ok");
+	ck_assert_uint_eq(h.nreplies, 5 + excess);
+	ck_assert_uint_eq(harness_log_count("reply=\"452 "), 1);
+	free(input);
 	harness_finish(&h);
 }
 END_TEST
@@ -401,7 +488,7 @@ START_TEST(routing_sends_each_maildir_one_copy)
 	routes_add_mailbox(&h.routes, "a@example.org", a, 1);
 	routes_add_mailbox(&h.routes, "b@example.org", b, 2);
 	routes_add_mailbox(&h.routes, "B2@example.org", b, 3);
-	h.routes.default_maildir = NULL;
+	ck_assert_int_eq(routes_set_maildir(&h.routes, NULL), 0);
 	routes_finish(&h.routes);
 	run_string(&h, EHLO MAIL "RCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
 	    "RCPT TO:<b2@EXAMPLE.org>\r\nRCPT TO:<nobody@example.org>\r\n"
@@ -424,7 +511,7 @@ START_TEST(unwritable_maildir_gets_451_and_the_session_goes_on)
 	struct harness h;
 
 	harness_init(&h);
-	h.routes.default_maildir = "/proc/self/no-such-maildir";
+	ck_assert_int_eq(routes_set_maildir(&h.routes, "/proc/self/no-such-maildir"), 0);
 	routes_finish(&h.routes);
 	run_string(&h, EHLO MAIL RCPT "DATA\r\nNOOP\r\n");
 	ck_assert_str_eq(harness_reply(&h, 4), "451 4.3.0 Local error staging the message; try again later");
@@ -451,6 +538,121 @@ START_TEST(mail_loop_is_refused)
 }
 END_TEST
 
+/*
+ * The command table's rules: a command in a state where it is not allowed,
+ * with an argument it does not take or without one it needs. Each is one
+ * reply, one log line and exactly one error: 19 leave the session open,
+ * the 20th makes the next command get 421 (ERROR_LIMIT).
+ */
+struct rule_case {
+	const char *before;	/* brings the session to the state; no errors */
+	const char *command;
+	const char *reply;
+};
+
+static const struct rule_case rule_cases[] = {
+	{ "", MAIL, "503 5.5.1 Send HELO/EHLO first" },
+	{ EHLO MAIL, MAIL, "503 5.5.1 Nested MAIL command" },
+	{ EHLO MAIL RCPT, MAIL, "503 5.5.1 Nested MAIL command" },
+	{ EHLO, RCPT, "503 5.5.1 MAIL first" },
+	{ EHLO, "DATA\r\n", "503 5.5.1 MAIL first" },
+	{ EHLO MAIL, "DATA\r\n", "554 5.5.1 No valid recipients" },
+	{ EHLO MAIL RCPT, "DATA now\r\n", "501 5.5.4 Syntax: DATA" },
+	{ EHLO, "RSET now\r\n", "501 5.5.4 Syntax: RSET" },
+	{ "", "QUIT now\r\n", "501 5.5.4 Syntax: QUIT" },
+	{ "", "HELO\r\n", "501 5.5.4 Syntax: HELO hostname" },
+	{ EHLO, "EHLO \r\n", "501 5.5.4 Syntax: EHLO hostname" },
+	{ "", "VRFY\r\n", "501 5.5.4 Syntax: VRFY address" },
+};
+
+START_TEST(table_rules_count_one_error_each)
+{
+	const struct rule_case *c = &rule_cases[_i / 2];
+	size_t times = _i % 2 ? 20 : 19, first = 1, n;
+	char input[4096], verb[16];
+	struct harness h;
+
+	n = (size_t)snprintf(input, sizeof(input), "%s", c->before);
+	for (const char *p = c->before; (p = strstr(p, "\r\n")) != NULL; p += 2)
+		first++;	/* the greeting, then one reply per line before */
+	for (size_t i = 0; i < times; i++)
+		n += (size_t)snprintf(input + n, sizeof(input) - n, "%s", c->command);
+	n += (size_t)snprintf(input + n, sizeof(input) - n, "NOOP\r\n");
+	harness_init(&h);
+	routes_finish(&h.routes);
+	harness_run(&h, input, n, 0);
+	for (size_t i = first; i < first + times; i++)
+		ck_assert_str_eq(harness_reply(&h, i), c->reply);
+	snprintf(verb, sizeof(verb), "cmd=%.4s ", c->command);
+	ck_assert_uint_eq(harness_log_count("refused "), times);
+	ck_assert_uint_eq(harness_log_count(verb), times);
+	ck_assert_str_eq(harness_reply(&h, first + times), times == 19 ? "250 2.0.0 Ok" :
+	    "421 4.7.0 mx.example Error: too many errors");
+	ck_assert_uint_eq(h.nreplies, first + times + 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/*
+ * Storage at chunk boundaries (issue 12): the message cut in two at every
+ * position (of a CRLF, right after a bare CR, inside a UTF-8 sequence),
+ * read whole and one byte per read, is stored as if sent in one piece.
+ */
+static const char cut_text[] = "Subject: cut\r\n\r\na\r\nb\rc\r\r\n\xc3\xa9\xe2\x82\xac\r\n.\r\n";
+static const char cut_stored[] = "Subject: cut\n\na\nb\rc\r\n\xc3\xa9\xe2\x82\xac\n.\n";
+
+START_TEST(bdat_cut_anywhere_is_stored_as_sent)
+{
+	size_t cut = (size_t)_i / 2 + 1, len = sizeof(cut_text) - 1;
+	char input[512], want[64], *m;
+	struct harness h;
+	int n;
+
+	n = snprintf(input, sizeof(input), EHLO MAIL RCPT "BDAT %zu\r\n%.*sBDAT %zu LAST\r\n%s",
+	    cut, (int)cut, cut_text, len - cut, cut_text + cut);
+	ck_assert(n > 0 && (size_t)n < sizeof(input));
+	harness_init(&h);
+	routes_finish(&h.routes);
+	harness_run(&h, input, (size_t)n, _i % 2 ? 1 : 0);
+	snprintf(want, sizeof(want), "250 2.0.0 %zu octets received", cut);
+	ck_assert_str_eq(harness_reply(&h, 4), want);
+	ck_assert_msg(strncmp(harness_reply(&h, 5), "250 2.0.0 ", 10) == 0, "%s", harness_reply(&h, 5));
+	ck_assert_str_eq(harness_reply(&h, 6), "");	/* nothing in the chunks answered */
+	m = harness_message(&h, NULL, NULL);
+	ck_assert_msg(m != NULL, "cut at %zu: replies %s / %s", cut, harness_reply(&h, 4),
+	    harness_reply(&h, 5));
+	ck_assert_msg(strstr(m, "\nSubject: cut\n") != NULL &&
+	    strcmp(strstr(m, "\nSubject: cut\n") + 1, cut_stored) == 0, "cut at %zu: %s", cut, m);
+	free(m);
+	harness_finish(&h);
+}
+END_TEST
+
+/* RFC 5321 6.3 on BDAT: 100 Received lines, one cut inside "Received:". */
+START_TEST(bdat_mail_loop_is_refused)
+{
+	struct harness h;
+	char head[8192], input[8400];
+	size_t n = 0;
+	int k;
+
+	for (int i = 0; i < 100; i++)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "Received: from x by y\r\n");
+	n += (size_t)snprintf(head + n, sizeof(head) - n, "\r\nbody\r\n");
+	k = snprintf(input, sizeof(input), EHLO MAIL RCPT "BDAT 30\r\n%.30sBDAT %zu LAST\r\n%s",
+	    head, n - 30, head + 30);
+	ck_assert(k > 0 && (size_t)k < sizeof(input));
+	harness_init(&h);
+	routes_finish(&h.routes);
+	harness_run(&h, input, (size_t)k, (size_t)_i);
+	ck_assert_str_eq(harness_reply(&h, 4), "250 2.0.0 30 octets received");
+	ck_assert_str_eq(harness_reply(&h, 5), "554 5.4.6 Too many hops: mail loop?");
+	ck_assert_int_eq(harness_count(&h, "new"), 0);
+	ck_assert_int_eq(harness_count(&h, "tmp"), 0);
+	harness_finish(&h);
+}
+END_TEST
+
 static Suite *
 session_suite(void)
 {
@@ -460,6 +662,8 @@ session_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_loop_test(tc, exchange_table, 0, 2 * (int)(sizeof(exchanges) / sizeof(exchanges[0])));
 	tcase_add_loop_test(tc, data_transparency, 0, 2 * (int)(sizeof(data_cases) / sizeof(data_cases[0])));
+	tcase_add_loop_test(tc, table_rules_count_one_error_each, 0,
+	    2 * (int)(sizeof(rule_cases) / sizeof(rule_cases[0])));
 	tcase_add_test(tc, ehlo_lists_what_we_implement);
 	tcase_add_test(tc, delivers_one_message);
 	tcase_add_test(tc, received_has_no_for_with_two_recipients);
@@ -468,12 +672,17 @@ session_suite(void)
 	tcase_add_test(tc, oversized_data_is_read_to_the_end_then_refused);
 	tcase_add_test(tc, long_data_lines_pass_whole);
 	tcase_add_test(tc, too_many_recipients_refuses_only_the_excess);
+	tcase_add_test(tc, excess_recipients_are_logged_once_per_transaction);
+	tcase_add_loop_test(tc, recipient_overshoot_ends_the_session, 0, 2);
 	tcase_add_test(tc, too_many_errors_end_the_session);
 	tcase_add_test(tc, eof_mid_data_delivers_nothing);
 	tcase_add_test(tc, several_messages_get_their_own_files);
 	tcase_add_test(tc, routing_sends_each_maildir_one_copy);
 	tcase_add_test(tc, unwritable_maildir_gets_451_and_the_session_goes_on);
 	tcase_add_test(tc, mail_loop_is_refused);
+	tcase_add_loop_test(tc, bdat_cut_anywhere_is_stored_as_sent, 0,
+	    2 * (int)(sizeof(cut_text) - 2));
+	tcase_add_loop_test(tc, bdat_mail_loop_is_refused, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -5,10 +5,11 @@
 #include <check.h>
 #include <stddef.h>
 
+#include "maildir.h"
 #include "route.h"
 #include "session.h"
 
-#define HARNESS_REPLIES 512
+#define HARNESS_REPLIES 2048
 
 struct harness {
 	char	dir[64];		/* private temporary directory */
@@ -43,6 +44,12 @@ int harness_count(const struct harness *h, const char *sub);
  * its length in *len when len is not NULL; NULL unless there is exactly one.
  */
 char *harness_message(const struct harness *h, const char *maildir, size_t *len);
+
+/* Log lines written since harness_init that contain needle. */
+size_t harness_log_count(const char *needle);
+
+/* maildir_begin, then maildir_stage in each of dirs[0..n) (no folder): the first failure. */
+enum deliver_result harness_begin(struct delivery *d, const char *const *dirs, size_t n);
 
 /* Run one Check suite; the exit status for main(). */
 int harness_run_suite(Suite *suite);

@@ -23,10 +23,10 @@ HELLO = b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>
 SMUGGLED = (b"MAIL FROM:<s@example.org>\r\nRCPT TO:<r@example.org>\r\nDATA\r\n"
             b"Subject: smuggled\r\n\r\nx\r\n.\r\n")
 
-# protocol.md 3.3, items 1-10: none of these may end the data.
+# doc/smuggling.md, sequences 1-10: none of these may end the data.
 FAKE_ENDS = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r.\n", b"\n.\r", b"\r.\r\n",
              b"\r\n.\r", b"\r\n.\r\r\n", b"\r\r\n.\r\r\n", b"\r\n\x00.\r\n", b"\r\n.\x00\r\n",
-             # item 11: controls, ordinary data
+             # sequence 11: controls, ordinary data
              b"\r\n..\r\n", b"\r\n. \r\n", b"\r\n.x\r\n"]
 
 
@@ -130,9 +130,14 @@ class Listener:
         self.port = self.sock.getsockname()[1]
         self.procs = []
 
-    def connect(self):
-        """Connect a client and start the server for it; returns the client socket."""
-        c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+    def connect(self, rcvbuf=None):
+        """Connect a client (with a receive buffer of rcvbuf bytes, if given)
+        and start the server for it; returns the client socket."""
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        c.settimeout(10)
+        c.connect(("127.0.0.1", self.port))
         conn, _ = self.sock.accept()
         self.procs.append(subprocess.Popen(argv(self.box), stdin=conn, stdout=conn,
                                            stderr=subprocess.DEVNULL))

@@ -2,12 +2,14 @@
 """Configuration errors and the compiled mailbox map, through ./smtpd itself.
 
 Bad configurations (a mailbox line without a directory, a duplicate address,
-an unreadable map, ...) get 421 4.3.0 naming the line, exit 78, and one log
-line. smtpd -C FILE writes FILE.cdb; a session uses it only while it is
-newer than FILE (nanosecond mtimes) and logs a warning otherwise. The log
-is read from a datagram socket at /dev/log when no syslog owns that path;
-only the lines of the session just run count (smtpd[PID]), as any other
-smtpd on the machine logs there too while we hold the path.
+a NUL byte, a single-value key given twice, an unreadable map, ...) get
+421 4.3.0 naming the line, exit 78, and one log line. smtpd -C FILE writes
+FILE.cdb with FILE's owner and group; a session uses it only while FILE is
+the file it was compiled from (cp -p or mv of a backup, an edit, a chmod
+all end that) and logs a warning otherwise. The log is read from a
+datagram socket at /dev/log when no syslog owns that path; only the lines
+of the session just run count (smtpd[PID]), as any other smtpd on the
+machine logs there too while we hold the path.
 """
 import os
 import select
@@ -135,6 +137,24 @@ def bad_configs(top, log):
         ("unknown key", "maildir %s/m\nmailboxes a@example.org %s/a\n" % (top, top),
          "line 2: unknown key"),
         ("no destination", "domain example.org\n", "no destination"),
+        # A NUL byte is never cut off or skipped: the whole line is refused.
+        ("NUL-led domain line", "maildir %s/m\n\0domain example.org\n" % top,
+         "line 2: NUL byte"),
+        ("NUL inside a maildir", "maildir %s/md\0/../elsewhere\n" % top, "line 1: NUL byte"),
+        ("NUL in a comment", "# a \0 comment\nmaildir %s/m\n" % top, "line 1: NUL byte"),
+        # A single-value key given twice; domain and mailbox lines repeat.
+        ("maildir twice", "maildir %s/m\ndomain a.example\ndomain b.example\nmaildir %s/n\n"
+         % (top, top), "line 4: maildir already given on line 1"),
+        ("hostname twice", "hostname a.example\nmaildir %s/m\nhostname b.example\n" % top,
+         "line 3: hostname already given on line 1"),
+        ("timeout twice", "maildir %s/m\ntimeout 30\ntimeout 30\n" % top,
+         "line 3: timeout already given on line 2"),
+        ("recipient-delimiter twice", "maildir %s/m\nrecipient-delimiter\n"
+         "recipient-delimiter +\n" % top, "line 3: recipient-delimiter already given on line 2"),
+        ("create-folders twice", "maildir %s/m\ncreate-folders no\ncreate-folders yes\n" % top,
+         "line 3: create-folders already given on line 2"),
+        ("user twice", "maildir %s/m\nuser root\nuser root\n" % top,
+         "line 3: user already given on line 2"),
     ]
     for what, text, expect in cases:
         write(conf, text)
@@ -183,50 +203,141 @@ def delivered(path):
     return len(os.listdir(d)) if os.path.isdir(d) else 0
 
 
+def map_session(args, data, conf):
+    """A session over pipes; also says whether it held FILE.cdb open or mapped
+    (read in /proc after the greeting, when the configuration is loaded)."""
+    env = dict(os.environ)
+    env.pop("JOURNAL_STREAM", None)
+    env.pop("LISTEN_FDS", None)
+    p = subprocess.Popen([SMTPD] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    session.pid = p.pid
+    greeting = p.stdout.readline()
+    seen = []
+    try:
+        fds = "/proc/%d/fd" % p.pid
+        for fd in os.listdir(fds):
+            try:
+                seen.append(os.readlink(os.path.join(fds, fd)))
+            except OSError:
+                pass
+        with open("/proc/%d/maps" % p.pid) as f:
+            seen += [l.split()[-1] for l in f if len(l.split()) >= 6]
+    except OSError:
+        pass  # gone already: a 421 greeting
+    out, _ = p.communicate(data, timeout=60)
+    return p.returncode, (greeting + out).decode("utf-8", "replace"), conf + ".cdb" in seen
+
+
 def compiled_map(top, log):
     conf = os.path.join(top, "map.conf")
+    backup = os.path.join(top, "map.conf.backup")
     a, b = os.path.join(top, "A"), os.path.join(top, "B")
     first = ("hostname mx-from-map.example\ndomain example.org\n"
              "mailbox alice@example.org %s\n" % a)
+    # Same length as the first: only the file's identity tells them apart.
+    second = first.replace(a, b).replace("mx-from-map", "mx-from-bak")
+    write(backup, second)
+    old = os.stat(backup)
+    os.utime(backup, ns=(old.st_atime_ns, old.st_mtime_ns - 10 ** 10))
     write(conf, first)
     rc, out, err = session(["-C", conf], b"")
     check(rc == 0 and out == "" and err == "", "-C: %d %r %r" % (rc, out, err))
-    check(os.stat(conf + ".cdb").st_mtime_ns > os.stat(conf).st_mtime_ns,
-          "the map is not strictly newer than the file")
     check(not os.path.exists(conf + ".cdb.tmp"), "-C left its temporary file")
 
-    # The map stands for the file: change the file but keep it older than the map.
-    write(conf, first.replace(a, b).replace("mx-from-map", "mx-from-file"))
-    cdb = os.stat(conf + ".cdb")
-    os.utime(conf, ns=(cdb.st_atime_ns, cdb.st_mtime_ns - 1))
+    # The map stands for the file it was compiled from.
     log.lines()
-    rc, out, _ = session(["-c", conf], RCPTS)
+    rc, out, used = map_session(["-c", conf], RCPTS, conf)
     replies = out.split("\r\n")
     check(rc == 0 and replies[0] == "220 mx-from-map.example ESMTP", "map greeting %r" % replies[0])
+    check(used, "a fresh map was not used")
     check("250 2.1.5 Ok" in replies and "550 5.1.1 User unknown" in replies and
           "550 5.7.1 Relay access denied" in replies, "map replies %r" % replies)
     check(delivered(a) == 1 and delivered(b) == 0, "map routed to B, not A")
-    check(not any("not newer" in l for l in log.lines(session.pid)),
+    check(not any("run smtpd -C" in l for l in log.lines(session.pid)),
           "warning logged for a fresh map")
 
-    # Same nanosecond: not newer, so the file is parsed, with a warning.
-    os.utime(conf, ns=(cdb.st_atime_ns, cdb.st_mtime_ns))
-    rc, out, _ = session(["-c", conf], RCPTS)
-    check(out.startswith("220 mx-from-file.example"), "equal mtimes: used the map %r" % out[:40])
-    check(delivered(b) == 1, "equal mtimes: not routed by the file")
-    if log.sock is not None:
-        got = [l for l in log.lines(session.pid) if "not newer than" in l]
-        check(len(got) == 1 and "warning" in got[0], "stale map warning %r" % got)
+    # The file replaced from an older backup: cp -p (same inode, older mtime),
+    # mv (another inode), an edit made to look older: each time FILE is
+    # parsed, with a warning, until -C brings the map back.
+    replacements = [
+        ("cp -p", lambda: shutil.copy2(backup, conf)),
+        ("mv", lambda: (shutil.copy2(backup, backup + ".2"), os.rename(backup + ".2", conf))),
+        ("older mtime", lambda: (write(conf, second),
+                                 os.utime(conf, ns=(old.st_atime_ns, old.st_mtime_ns)))),
+        ("chmod", lambda: os.chmod(conf, 0o640)),
+    ]
+    for what, replace in replacements:
+        write(conf, first)
+        rc, _, err = session(["-C", conf], b"")
+        check(rc == 0, "-C before %s: %d %s" % (what, rc, err))
+        rc, out, used = map_session(["-c", conf], RCPTS, conf)
+        check(used and out.startswith("220 mx-from-map.example"), "%s: map not used first" % what)
+        replace()
+        if what == "chmod":  # same bytes, but the map no longer vouches for them
+            expect = "220 mx-from-map.example"
+        else:
+            expect = "220 mx-from-bak.example"
+        before = delivered(b), delivered(a)
+        log.lines()
+        rc, out, used = map_session(["-c", conf], RCPTS, conf)
+        check(not used and out.startswith(expect), "%s: stale map used: %r" % (what, out[:40]))
+        if what != "chmod":
+            check(delivered(b) == before[0] + 1 and delivered(a) == before[1],
+                  "%s: not routed by the file" % what)
+        if log.sock is not None:
+            got = [l for l in log.lines(session.pid) if "run smtpd -C" in l]
+            check(len(got) == 1 and "warning" in got[0], "%s: stale map warning %r" % (what, got))
+        rc, _, _ = session(["-C", conf], b"")
+        rc2, out, used = map_session(["-c", conf], RCPTS, conf)
+        check(rc == 0 and used and out.startswith(expect), "%s: recompiled map not used" % what)
 
-    # A file edited after compiling: parsed, warning again; -C brings the map back.
-    os.utime(conf, ns=(cdb.st_atime_ns, cdb.st_mtime_ns + 1000))
-    rc, out, _ = session(["-c", conf], RCPTS)
-    check(out.startswith("220 mx-from-file.example") and delivered(b) == 2, "newer file not parsed")
-    rc, _, _ = session(["-C", conf], b"")
-    rc2, out, _ = session(["-c", conf], RCPTS)
-    check(rc == 0 and out.startswith("220 mx-from-file.example") and delivered(b) == 3,
-          "recompiled map not used: %r" % out[:40])
-    check(os.stat(conf + ".cdb").st_mtime_ns > os.stat(conf).st_mtime_ns, "recompiled map older")
+
+def map_owner(top):
+    """-C gives the map the file's owner and group (mode as the file, less
+    write for group and others), so the shipped unit (User=mail) reads it."""
+    if os.geteuid() != 0:
+        print("note: not root; map owner not checked")
+        return
+    import grp
+    import pwd
+    try:
+        mail = pwd.getpwnam("mail")
+        mail_gid = grp.getgrnam("mail").gr_gid
+    except KeyError:
+        print("note: no user or group mail; map owner not checked")
+        return
+    base = os.path.join(top, "owner")
+    box = os.path.join(base, "M")
+    os.makedirs(box)
+    os.chown(box, mail.pw_uid, mail.pw_gid)
+    os.chmod(top, 0o755)
+    os.chmod(base, 0o755)
+    conf = os.path.join(base, "smtpd.conf")
+    write(conf, "domain example.org\nmailbox alice@example.org %s\n" % box)
+    for owner, group, mode in ((0, mail_gid, 0o640),
+                               (mail.pw_uid, 0, 0o600), (0, 0, 0o664)):
+        os.chown(conf, owner, group)
+        os.chmod(conf, mode)
+        rc, _, err = session(["-C", conf], b"")
+        st = os.stat(conf + ".cdb")
+        check(rc == 0 and (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner, group, mode & 0o644),
+              "map of a %d:%d %o file is %d:%d %o (%r)" % (owner, group, mode, st.st_uid,
+                                                          st.st_gid, st.st_mode & 0o7777, err))
+    # As the unit runs it: user mail, reading a root:mail 0640 file and its map.
+    os.chown(conf, 0, mail_gid)
+    os.chmod(conf, 0o640)
+    session(["-C", conf], b"")
+
+    def become_mail():
+        os.setgroups([])
+        os.setgid(mail.pw_gid)
+        os.setuid(mail.pw_uid)
+    p = subprocess.run([SMTPD, "-c", conf], input=RCPTS, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60, preexec_fn=become_mail)
+    out = p.stdout.decode("utf-8", "replace")
+    check(p.returncode == 0 and out.startswith("220 ") and delivered(box) == 1,
+          "as user mail: %d %r" % (p.returncode, out[:80]))
 
 
 def sub_addresses(top):
@@ -235,6 +346,7 @@ def sub_addresses(top):
         base = os.path.join(top, "sub%d" % compiled)
         box = os.path.join(base, "alice")
         os.makedirs(os.path.join(box, ".work"))
+        write(os.path.join(box, ".work", "maildirfolder"), "")  # a real Maildir++ folder
         conf = os.path.join(base, "smtpd.conf")
         for text, rcpt, where in (
                 ("", b"alice+work", ".work"),
@@ -271,6 +383,7 @@ def main():
     try:
         bad_configs(top, log)
         compiled_map(top, log)
+        map_owner(top)
         sub_addresses(top)
     finally:
         log.close()

@@ -10,9 +10,10 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-mkdir "$dir/src" "$dir/src/units"
+mkdir "$dir/src" "$dir/src/units" "$dir/src/filters"
 cp "$top/Makefile" "$top/smtpd.8" "$dir/src/"
-cp "$top"/units/* "$dir/src/units/"
+cp -R "$top"/units/* "$dir/src/units/"
+cp "$top"/filters/* "$dir/src/filters/"
 cp "$smtpd" "$dir/src/smtpd"
 root=$dir/root
 # -o smtpd: install the binary under test as it is, never rebuild it here.
@@ -21,14 +22,23 @@ make -s -C "$dir/src" -o smtpd install DESTDIR="$root" PREFIX=/usr SYSCONFDIR=/e
 
 for f in usr/sbin/smtpd usr/share/man/man8/smtpd.8 usr/lib/systemd/system/smtpd.socket \
     usr/lib/systemd/system/smtpd@.service usr/share/doc/smtpd/inetd.conf \
-    usr/share/doc/smtpd/xinetd.conf usr/share/doc/smtpd/tcpserver.run; do
+    usr/share/doc/smtpd/xinetd.conf usr/share/doc/smtpd/tcpserver.run \
+    usr/lib/systemd/system/smtpd-ticket-keys.service \
+    usr/lib/systemd/system/smtpd-ticket-keys.timer usr/share/doc/smtpd/tls.conf; do
 	[ -f "$root/$f" ] || fail "$f not installed"
 done
 [ "$(stat -c %a "$root/usr/sbin/smtpd")" = 755 ] || fail "binary mode"
 [ "$(stat -c %a "$root/usr/share/man/man8/smtpd.8")" = 644 ] || fail "man page mode"
 [ "$(stat -c %a "$root/usr/share/doc/smtpd/tcpserver.run")" = 755 ] || fail "run script mode"
+for f in spamassassin rspamd; do
+	[ "$(stat -c %a "$root/usr/share/smtpd/filters/$f")" = 755 ] || fail "filters/$f not installed 755"
+	grep -q "filter /usr/share/smtpd/filters/$f " "$root/usr/share/smtpd/filters/$f" ||
+		fail "filters/$f does not name its installed path"
+done
 grep -q '^ExecStart=/usr/sbin/smtpd -c /etc/smtpd.conf$' "$root/usr/lib/systemd/system/smtpd@.service" ||
 	fail "ExecStart does not name the installed binary and config"
+grep -q '^LoadCredential=tls-key:/etc/smtpd/tls/key.pem$' "$root/usr/share/doc/smtpd/tls.conf" ||
+	fail "the TLS drop-in does not name the installed key"
 if grep -rq /usr/local "$root"/usr/lib "$root"/usr/share; then
 	grep -rn /usr/local "$root"/usr/lib "$root"/usr/share
 	fail "installed files still name /usr/local"

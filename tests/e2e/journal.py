@@ -89,6 +89,7 @@ def structured():
         check(d.get("SMTPD_ID") == msg_id, "SMTPD_ID %r, reply %r" % (d.get("SMTPD_ID"), msg_id))
         check(d.get("SMTPD_FROM") == "<j@client.example>", "SMTPD_FROM %r" % d.get("SMTPD_FROM"))
         check(d.get("SMTPD_NRCPT") == "2", "SMTPD_NRCPT %r" % d.get("SMTPD_NRCPT"))
+        check(d.get("SMTPD_EXCESS_RCPT") == "0", "SMTPD_EXCESS_RCPT %r" % d.get("SMTPD_EXCESS_RCPT"))
         check(d.get("SMTPD_PEER") == "local", "SMTPD_PEER %r" % d.get("SMTPD_PEER"))
         check(d.get("PRIORITY") == "6" and d.get("SYSLOG_FACILITY") == "2", "priority/facility")
         check(int(d.get("SMTPD_DURATION_MS", "-1")) >= 0, "no SMTPD_DURATION_MS")

@@ -117,6 +117,79 @@ def sigpipe():
         box.close()
 
 
+def pipe_session():
+    """SIGTERM while a pipe session waits for a command: 421 4.3.2 is still
+    written (the stop ends waits, never the attempt to write), exit 1."""
+    box = Box(timeout=30)
+    try:
+        p = subprocess.Popen(argv(box), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        try:
+            check(p.stdout.readline().startswith(b"220 "), "no greeting")
+            p.stdin.write(b"EHLO client.example\r\n")
+            p.stdin.flush()
+            line = b"250-"
+            while line.startswith(b"250-"):
+                line = p.stdout.readline()
+            check(line.startswith(b"250 "), "EHLO reply ends %r" % line)
+            # Now smtpd waits for the next command, with nothing to flush.
+            wait_idle(p.pid, p.stdin)
+            p.send_signal(signal.SIGTERM)
+            out = p.stdout.read()
+            status = wait(p, 30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdin.close()
+            p.stdout.close()
+        check(out.startswith(b"421 4.3.2 "), "after SIGTERM: %r" % out)
+        check(status == 1, "exit status %r" % status)
+    finally:
+        box.close()
+
+
+def while_configuring():
+    """SIGTERM before the session, here while opening a FIFO that nobody
+    writes as the configuration (-c): smtpd ends by the signal (or with 1,
+    as for a stop), not with 78 for a config error and never by spinning on;
+    no session has begun, so there is no one to send 421 to. -C compiles
+    regular files only, so a FIFO there is a configuration error at once."""
+    box = Box()
+    try:
+        fifo = os.path.join(box.dir, "smtpd.fifo")
+        os.mkfifo(fifo)
+        status = wait(subprocess.Popen([argv(box)[0], "-C", fifo], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), 30)
+        check(status == 78, "-C on a FIFO: exit status %r" % status)
+    finally:
+        box.close()
+    for opt in ("-c",):
+        box = Box()
+        fifo = os.path.join(box.dir, "smtpd.fifo")
+        os.mkfifo(fifo)
+        writer = None
+        try:
+            p = subprocess.Popen([argv(box)[0], opt, fifo], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # Opening the write end succeeds once smtpd holds the read end:
+            # from then on smtpd is in open(2) or read(2) of its config.
+            end = time.monotonic() + 60	# a guard against a hang, not a wait
+            while writer is None and time.monotonic() < end and p.poll() is None:
+                try:
+                    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:
+                    time.sleep(0.01)
+            check(writer is not None, "%s: smtpd never opened the FIFO" % opt)
+            p.send_signal(signal.SIGTERM)
+            status = wait(p, 30)
+            check(status in (1, -signal.SIGTERM), "%s: exit status %r" % (opt, status))
+        finally:
+            if writer is not None:
+                os.close(writer)
+            box.close()
+
+
 def launcher_stop():
     """systemctl stop: SIGTERM to the launcher and every session it started."""
     box = Box(timeout=30)
@@ -141,4 +214,6 @@ main([("SIGTERM while idle", idle),
       ("SIGTERM mid-DATA", mid_data),
       ("SIGTERM among pipelined messages", pipelined_stop),
       ("client gone: no death by SIGPIPE", sigpipe),
+      ("SIGTERM on a pipe session", pipe_session),
+      ("SIGTERM while reading the configuration", while_configuring),
       ("launcher group stopped mid-DATA", launcher_stop)])

@@ -73,20 +73,40 @@ def security_rating():
 def verify_units():
     """systemd-analyze verify, with ExecStart= pointing at the binary under test."""
     where = tempfile.mkdtemp(prefix="smtpd-units.")
+    names = ("smtpd.socket", "smtpd@.service", "smtpd@.service.d/tls.conf",
+             "smtpd-ticket-keys.service", "smtpd-ticket-keys.timer")
     try:
-        for name in ("smtpd.socket", "smtpd@.service"):
+        os.mkdir(os.path.join(where, "smtpd@.service.d"))
+        for name in names:
             with open(os.path.join(UNITS, name)) as f:
                 text = f.read()
             with open(os.path.join(where, name), "w") as f:
                 f.write(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=" + SMTPD, text))
-        p = subprocess.run(["systemd-analyze", "verify", "--man=no",
-                            os.path.join(where, "smtpd.socket"),
-                            os.path.join(where, "smtpd@.service")],
+        p = subprocess.run(["systemd-analyze", "verify", "--man=no"] +
+                           [os.path.join(where, n) for n in names if "/" not in n],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         out = p.stdout.decode("utf-8", "replace")
         check(p.returncode == 0 and "smtpd" not in out, "systemd-analyze verify:\n" + out)
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def tls_units():
+    """The TLS drop-in passes the key files as credentials, and the ticket
+    keys it passes are the file the daily timer rotates."""
+    creds = {}
+    for value in settings(os.path.join(UNITS, "smtpd@.service.d", "tls.conf"))["LoadCredential"]:
+        name, _, path = value.partition(":")
+        creds[name] = path
+    check(sorted(creds) == ["tls-cert", "tls-key", "tls-ticket-keys"],
+          "LoadCredential names: %r" % sorted(creds))
+    check(all(p.startswith("/") for p in creds.values()), "credential paths not absolute")
+    service = settings(os.path.join(UNITS, "smtpd-ticket-keys.service"))
+    check(one(service, "ExecStart").split()[1:] == ["-T", creds["tls-ticket-keys"]],
+          "the timer rotates another file than smtpd@.service reads")
+    timer = settings(os.path.join(UNITS, "smtpd-ticket-keys.timer"))
+    check(one(timer, "OnCalendar") == "daily", "not daily")
+    check(one(timer, "WantedBy") == "timers.target", "enable does not start it at boot")
 
 
 def run_example(argv, box, stderr_is_socket):
@@ -155,7 +175,8 @@ if not os.path.exists(SMTPD):
     raise SystemExit("no %s" % SMTPD)
 main([("smtpd.socket settings", socket_unit),
       ("smtpd@.service settings", service_unit),
-      ("systemd-analyze security <= 1.0", security_rating),
+      ("systemd-analyze security <= 1.0 (with the TLS drop-in)", security_rating),
+      ("TLS drop-in and ticket key units", tls_units),
       ("systemd-analyze verify", verify_units),
       ("smtpd@.service ExecStart per connection", service_command),
       ("inetd.conf line, stderr on the socket", inetd_line),

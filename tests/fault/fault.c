@@ -4,7 +4,9 @@
  *
  * Only calls on paths under $FAULT_PATH count: opens of files and
  * directories there, and write/fsync/close on the descriptors those opens
- * returned, link/rename/mkdir of names there; and, as "reply", write(2) to
+ * returned, link/rename/mkdir of names there (the *at forms too, a name
+ * relative to a directory descriptor placed through /proc/self/fd); and,
+ * as "reply", write(2) to
  * standard output (the replies on a pipe). Logs and the config file are
  * never touched. $FAULTS is a comma-separated list of rules
  * "CALL:NTH:WHAT":
@@ -16,6 +18,8 @@
  * Each time a rule fires, one line "CALL NTH WHAT" is appended to
  * $FAULT_LOG, so the driver knows whether its fault was reached.
  * A close() that fails still closes the descriptor, as Linux does.
+ * "dirclose" counts only directories that were fsync'ed: closing one that
+ * was only walked through (openat of what is inside) promises nothing.
  *
  * The real calls are made with syscall(2), not looked up with dlsym: under
  * ASan the runtime may call open() while it starts, before dlsym can be
@@ -53,7 +57,7 @@ struct rule {
 static struct rule rules[MAX_RULES];
 static size_t nrules;
 static unsigned long counts[C_NCALLS];
-static char tracked[MAX_FDS];	/* 0 untracked, 1 file, 2 directory */
+static char tracked[MAX_FDS];	/* 0 untracked, 1 file, 2 directory, 3 synced directory */
 static const char *prefix;
 static size_t prefix_len;
 static bool ready;
@@ -107,9 +111,21 @@ real_rename(const char *from, const char *to)
 }
 
 static int
-real_mkdir(const char *path, mode_t mode)
+real_mkdirat(int dirfd, const char *path, mode_t mode)
 {
-	return (int)syscall(SYS_mkdirat, AT_FDCWD, path, mode);
+	return (int)syscall(SYS_mkdirat, dirfd, path, mode);
+}
+
+static int
+real_linkat(int fromfd, const char *from, int tofd, const char *to, int flags)
+{
+	return (int)syscall(SYS_linkat, fromfd, from, tofd, to, flags);
+}
+
+static int
+real_renameat(int fromfd, const char *from, int tofd, const char *to)
+{
+	return (int)syscall(SYS_renameat, fromfd, from, tofd, to);
 }
 
 static int
@@ -175,6 +191,24 @@ ours(const char *path)
 	return ready && prefix_len > 0 && path != NULL && strncmp(path, prefix, prefix_len) == 0;
 }
 
+/* Is path, relative to dirfd, under $FAULT_PATH? */
+static bool
+ours_at(int dirfd, const char *path)
+{
+	char link[64], full[4096];
+	ssize_t n;
+
+	if (dirfd == AT_FDCWD || path == NULL || path[0] == '/')
+		return ours(path);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+	if ((n = readlink(link, full, sizeof(full) - 1)) <= 0)
+		return false;
+	full[n] = '\0';
+	if (snprintf(full + n, sizeof(full) - (size_t)n, "/%s", path) >= (int)(sizeof(full) - (size_t)n))
+		return false;
+	return ours(full);
+}
+
 static void
 note(enum call c, unsigned long n, const struct rule *r)
 {
@@ -228,14 +262,17 @@ do_open(int dirfd, const char *path, int flags, mode_t mode)
 {
 	const struct rule *r;
 
+	bool mine;
+
 	init();
-	if (ours(path) && (r = count((flags & O_DIRECTORY) ? C_DIROPEN : C_OPEN)) != NULL &&
+	mine = ours_at(dirfd, path);
+	if (mine && (r = count((flags & O_DIRECTORY) ? C_DIROPEN : C_OPEN)) != NULL &&
 	    r->err != 0)
 		return fail(r);
 	if (dirfd == AT_FDCWD)
-		return ours(path) ? track(real_open(path, flags, mode), flags) :
+		return mine ? track(real_open(path, flags, mode), flags) :
 		    real_open(path, flags, mode);
-	return ours(path) ? track(real_openat(dirfd, path, flags, mode), flags) :
+	return mine ? track(real_openat(dirfd, path, flags, mode), flags) :
 	    real_openat(dirfd, path, flags, mode);
 }
 
@@ -296,8 +333,10 @@ do_fsync(int fd, int (*real)(int))
 
 	init();
 	if (fd >= 0 && fd < MAX_FDS && tracked[fd] != 0 &&
-	    (r = count(tracked[fd] == 2 ? C_DIRFSYNC : C_FSYNC)) != NULL && r->err != 0)
+	    (r = count(tracked[fd] >= 2 ? C_DIRFSYNC : C_FSYNC)) != NULL && r->err != 0)
 		return fail(r);
+	if (fd >= 0 && fd < MAX_FDS && tracked[fd] == 2)
+		tracked[fd] = 3;
 	return real(fd);
 }
 
@@ -322,7 +361,8 @@ close(int fd)
 	init();
 	if (fd >= 0 && fd < MAX_FDS && (kind = tracked[fd]) != 0) {
 		tracked[fd] = 0;
-		r = count(kind == 2 ? C_DIRCLOSE : C_CLOSE);
+		if (kind != 2)
+			r = count(kind == 3 ? C_DIRCLOSE : C_CLOSE);
 	}
 	rc = real_close(fd);
 	if (r != NULL && r->err != 0)
@@ -330,14 +370,14 @@ close(int fd)
 	return rc;
 }
 
-/* The rule that makes this call on path fail, or NULL. */
+/* The rule that makes this call on path (relative to dirfd) fail, or NULL. */
 static const struct rule *
-path_fault(const char *path, enum call c)
+path_fault(int dirfd, const char *path, enum call c)
 {
 	const struct rule *r;
 
 	init();
-	if (!ours(path) || (r = count(c)) == NULL || r->err == 0)
+	if (!ours_at(dirfd, path) || (r = count(c)) == NULL || r->err == 0)
 		return NULL;
 	return r;
 }
@@ -345,23 +385,47 @@ path_fault(const char *path, enum call c)
 int
 link(const char *from, const char *to)
 {
-	const struct rule *r = path_fault(to, C_LINK);
+	const struct rule *r = path_fault(AT_FDCWD, to, C_LINK);
 
 	return r != NULL ? fail(r) : real_link(from, to);
 }
 
 int
+linkat(int fromfd, const char *from, int tofd, const char *to, int flags)
+{
+	const struct rule *r = path_fault(tofd, to, C_LINK);
+
+	return r != NULL ? fail(r) : real_linkat(fromfd, from, tofd, to, flags);
+}
+
+int
 rename(const char *from, const char *to)
 {
-	const struct rule *r = path_fault(to, C_RENAME);
+	const struct rule *r = path_fault(AT_FDCWD, to, C_RENAME);
 
 	return r != NULL ? fail(r) : real_rename(from, to);
 }
 
 int
+renameat(int fromfd, const char *from, int tofd, const char *to)
+{
+	const struct rule *r = path_fault(tofd, to, C_RENAME);
+
+	return r != NULL ? fail(r) : real_renameat(fromfd, from, tofd, to);
+}
+
+int
 mkdir(const char *path, mode_t mode)
 {
-	const struct rule *r = path_fault(path, C_MKDIR);
+	const struct rule *r = path_fault(AT_FDCWD, path, C_MKDIR);
 
-	return r != NULL ? fail(r) : real_mkdir(path, mode);
+	return r != NULL ? fail(r) : real_mkdirat(AT_FDCWD, path, mode);
+}
+
+int
+mkdirat(int dirfd, const char *path, mode_t mode)
+{
+	const struct rule *r = path_fault(dirfd, path, C_MKDIR);
+
+	return r != NULL ? fail(r) : real_mkdirat(dirfd, path, mode);
 }

@@ -1,0 +1,790 @@
+/*
+ * tls.c: the server side of TLS for STARTTLS (RFC 3207), over OpenSSL 3.
+ *
+ * Promises: nothing of OpenSSL is loaded before tls_accept or
+ * tls_check_pair; each tls_accept reads the certificate, key and ticket
+ * keys afresh, so renewed files serve from the next connection on; TLS 1.2
+ * and 1.3 only, with OpenSSL's default ciphers and groups; no client
+ * certificate is asked for; no session cache: a ticket sealed by one
+ * process with a key from the ticket key file opens in any other process
+ * that reads the same file. Every wait has a deadline and a stop flag.
+ * Leaves to the session what to say, when to start, and what bytes mean.
+ */
+#define _GNU_SOURCE	/* ppoll, mkostemp */
+#include "tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The headers give the types; every function is reached through dlsym. */
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+#include "dynlib.h"
+#include "durable.h"
+
+/*
+ * Each pointer has the type of the function it stands for, taken from the
+ * installed headers: a changed prototype is a build error, not a crash.
+ */
+#define API(f)	__typeof__(f) *f
+#define SYM(lib, f)	{ #f, &lib.f, sizeof(lib.f) }
+
+static struct {
+	API(TLS_server_method);
+	API(SSL_CTX_new);
+	API(SSL_CTX_free);
+	API(SSL_CTX_ctrl);
+	API(SSL_CTX_set_options);
+	API(SSL_CTX_set_default_passwd_cb);
+	API(SSL_CTX_use_certificate_chain_file);
+	API(SSL_CTX_use_PrivateKey_file);
+	API(SSL_CTX_check_private_key);
+	API(SSL_CTX_set_num_tickets);
+	API(SSL_CTX_set_tlsext_ticket_key_evp_cb);
+	API(SSL_new);
+	API(SSL_free);
+	API(SSL_set_fd);
+	API(SSL_set_rfd);
+	API(SSL_set_wfd);
+	API(SSL_set_ex_data);
+	API(SSL_get_ex_data);
+	API(SSL_accept);
+	API(SSL_get_error);
+	API(SSL_read_ex);
+	API(SSL_write_ex);
+	API(SSL_shutdown);
+	API(SSL_pending);
+	API(SSL_has_pending);
+	API(SSL_get_version);
+	API(SSL_get_current_cipher);
+	API(SSL_CIPHER_get_name);
+	API(SSL_session_reused);
+} libssl;
+
+static struct {
+	API(ERR_get_error);
+	API(ERR_peek_error);
+	API(ERR_clear_error);
+	API(ERR_error_string_n);
+	API(EVP_aes_256_cbc);
+	API(EVP_EncryptInit_ex);
+	API(EVP_DecryptInit_ex);
+	API(EVP_MAC_CTX_set_params);
+	API(OSSL_PARAM_construct_octet_string);
+	API(OSSL_PARAM_construct_utf8_string);
+	API(OSSL_PARAM_construct_end);
+	API(RAND_bytes);
+} libcrypto;
+
+struct tls {
+	SSL_CTX	*ctx;
+	SSL	*ssl;
+	int	in_fd, out_fd;
+	short	wants;		/* POLLIN or POLLOUT, after WANT_READ or WANT_WRITE */
+	bool	established;	/* the handshake finished */
+	bool	broken;		/* a fatal error or EOF: OpenSSL forbids SSL_shutdown */
+	unsigned char keys[TLS_TICKET_FILE_SIZE];	/* from ticket_keys_file */
+	char	error[256];
+	char	version[16], cipher[64];
+};
+
+/*
+ * libssl.so.3 first: it brings libcrypto.so.3 in as a dependency, which the
+ * second dlopen finds already mapped. 0, or -1 when either is missing.
+ */
+static int
+load(void)
+{
+	static int ssl_state, crypto_state;	/* dynlib_load: 0 untried, 1 loaded, -1 failed */
+	static const struct dynlib_symbol ssl_syms[] = {
+		SYM(libssl, TLS_server_method), SYM(libssl, SSL_CTX_new),
+		SYM(libssl, SSL_CTX_free), SYM(libssl, SSL_CTX_ctrl),
+		SYM(libssl, SSL_CTX_set_options), SYM(libssl, SSL_CTX_set_default_passwd_cb),
+		SYM(libssl, SSL_CTX_use_certificate_chain_file),
+		SYM(libssl, SSL_CTX_use_PrivateKey_file), SYM(libssl, SSL_CTX_check_private_key),
+		SYM(libssl, SSL_CTX_set_num_tickets),
+		SYM(libssl, SSL_CTX_set_tlsext_ticket_key_evp_cb),
+		SYM(libssl, SSL_new), SYM(libssl, SSL_free), SYM(libssl, SSL_set_fd),
+		SYM(libssl, SSL_set_rfd), SYM(libssl, SSL_set_wfd), SYM(libssl, SSL_set_ex_data),
+		SYM(libssl, SSL_get_ex_data), SYM(libssl, SSL_accept), SYM(libssl, SSL_get_error),
+		SYM(libssl, SSL_read_ex), SYM(libssl, SSL_write_ex), SYM(libssl, SSL_shutdown),
+		SYM(libssl, SSL_pending), SYM(libssl, SSL_has_pending),
+		SYM(libssl, SSL_get_version), SYM(libssl, SSL_get_current_cipher),
+		SYM(libssl, SSL_CIPHER_get_name), SYM(libssl, SSL_session_reused),
+	};
+	static const struct dynlib_symbol crypto_syms[] = {
+		SYM(libcrypto, ERR_get_error), SYM(libcrypto, ERR_peek_error),
+		SYM(libcrypto, ERR_clear_error), SYM(libcrypto, ERR_error_string_n),
+		SYM(libcrypto, EVP_aes_256_cbc), SYM(libcrypto, EVP_EncryptInit_ex),
+		SYM(libcrypto, EVP_DecryptInit_ex), SYM(libcrypto, EVP_MAC_CTX_set_params),
+		SYM(libcrypto, OSSL_PARAM_construct_octet_string),
+		SYM(libcrypto, OSSL_PARAM_construct_utf8_string),
+		SYM(libcrypto, OSSL_PARAM_construct_end), SYM(libcrypto, RAND_bytes),
+	};
+
+	if (dynlib_load(&ssl_state, "libssl.so.3", ssl_syms,
+	    sizeof(ssl_syms) / sizeof(ssl_syms[0])) == -1 ||
+	    dynlib_load(&crypto_state, "libcrypto.so.3", crypto_syms,
+	    sizeof(crypto_syms) / sizeof(crypto_syms[0])) == -1)
+		return -1;
+	return 0;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Copy src, keeping letters, digits and ".-_" and turning the rest into '_'. */
+static void
+copy_safe(char *dst, size_t size, const char *src)
+{
+	size_t i;
+
+	for (i = 0; src != NULL && src[i] != '\0' && i + 1 < size; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		dst[i] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_') ? (char)c : '_';
+	}
+	dst[i] = '\0';
+}
+
+static void
+say(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A reason for the log: printable ASCII only, whatever a file name holds. */
+static void
+say(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);	/* cut short is still a reason */
+	va_end(ap);
+	for (char *p = err; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+}
+
+/* "what: " and OpenSSL's earliest queued error (the cause, not its echoes). */
+static void
+say_openssl(char *err, size_t errlen, const char *what)
+{
+	unsigned long code = libcrypto.ERR_get_error();
+	char text[256] = "no reason given";
+
+	if (code != 0)
+		libcrypto.ERR_error_string_n(code, text, sizeof(text));
+	libcrypto.ERR_clear_error();
+	say(err, errlen, "%s: %s", what, text);
+}
+
+int
+tls_resolve_file(const char *name, char *path, size_t size, char *err, size_t errlen)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	int n;
+
+	if (name == NULL || name[0] == '\0') {
+		say(err, errlen, "no file name");
+		return -1;
+	}
+	if (name[0] == '/') {
+		n = snprintf(path, size, "%s", name);
+	} else if (strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+	    strcmp(name, "..") == 0) {
+		say(err, errlen, "%s: neither an absolute path nor a credential name", name);
+		return -1;
+	} else if (dir == NULL || dir[0] != '/') {
+		/* systemd.exec(5): LoadCredential= sets $CREDENTIALS_DIRECTORY. */
+		say(err, errlen, "%s: a credential name, but $CREDENTIALS_DIRECTORY is not set", name);
+		return -1;
+	} else {
+		n = snprintf(path, size, "%s/%s", dir, name);
+	}
+	if (n < 0 || (size_t)n >= size) {
+		say(err, errlen, "%s: path too long", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A daemon has no terminal: an encrypted key fails instead of prompting. */
+static int
+no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf, (void)size, (void)rwflag, (void)arg;
+	return 0;
+}
+
+/* A context holding the certificate chain and its key, read now; NULL and why. */
+static SSL_CTX *
+new_context(const char *cert_name, const char *key_name, char *err, size_t errlen)
+{
+	char cert[PATH_MAX], key[PATH_MAX], what[PATH_MAX + 64];
+	SSL_CTX *ctx;
+
+	if (tls_resolve_file(cert_name, cert, sizeof(cert), err, errlen) == -1 ||
+	    tls_resolve_file(key_name, key, sizeof(key), err, errlen) == -1)
+		return NULL;
+	if (load() == -1) {
+		say(err, errlen, "libssl.so.3 or libcrypto.so.3 cannot be loaded");
+		return NULL;
+	}
+	libcrypto.ERR_clear_error();
+	if ((ctx = libssl.SSL_CTX_new(libssl.TLS_server_method())) == NULL) {
+		say_openssl(err, errlen, "SSL_CTX_new");
+		return NULL;
+	}
+	libssl.SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+	if (libssl.SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+		snprintf(what, sizeof(what), "certificate %s", cert);
+	else if (libssl.SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+		snprintf(what, sizeof(what), "key %s", key);
+	else if (libssl.SSL_CTX_check_private_key(ctx) != 1)
+		snprintf(what, sizeof(what), "key %s does not match the certificate", key);
+	else
+		return ctx;
+	say_openssl(err, errlen, what);
+	libssl.SSL_CTX_free(ctx);
+	return NULL;
+}
+
+int
+tls_check_pair(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = new_context(cert_file, key_file, err, errlen);
+
+	if (ctx == NULL)
+		return -1;
+	libssl.SSL_CTX_free(ctx);
+	return 0;
+}
+
+/* Exactly TLS_TICKET_FILE_SIZE bytes from fd into keys; 0, or -1 and why. */
+static int
+read_keys(int fd, const char *path, unsigned char *keys, char *err, size_t errlen)
+{
+	unsigned char extra;
+	size_t got = 0;
+	ssize_t n = 1;
+
+	/* One byte more than we want, to tell a longer file from ours. */
+	while (got <= TLS_TICKET_FILE_SIZE && n != 0) {
+		if (got < TLS_TICKET_FILE_SIZE)
+			n = read(fd, keys + got, TLS_TICKET_FILE_SIZE - got);
+		else
+			n = read(fd, &extra, 1);
+		if (n == -1 && errno != EINTR)
+			break;
+		got += n > 0 ? (size_t)n : 0;
+	}
+	if (n == -1 || got != TLS_TICKET_FILE_SIZE) {
+		say(err, errlen, "ticket keys %s: %s", path,
+		    n == -1 ? strerror(errno) : "not a ticket key file (see smtpd -T)");
+		explicit_bzero(keys, TLS_TICKET_FILE_SIZE);
+		return -1;
+	}
+	return 0;
+}
+
+/* The ticket keys of the configured file name; 0, or -1 and why. */
+static int
+read_ticket_keys(const char *name, unsigned char *keys, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int fd, res;
+
+	if (tls_resolve_file(name, path, sizeof(path), err, errlen) == -1)
+		return -1;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		say(err, errlen, "ticket keys %s: %s", path, strerror(errno));
+		return -1;
+	}
+	res = read_keys(fd, path, keys, err, errlen);
+	close(fd);
+	return res;
+}
+
+/* HMAC-SHA256 with the 32-byte key at key, as RFC 5077 4 suggests. */
+static int
+set_hmac_key(EVP_MAC_CTX *hctx, unsigned char *key)
+{
+	static char digest[] = "SHA256";
+	OSSL_PARAM params[3];
+
+	params[0] = libcrypto.OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key, 32);
+	params[1] = libcrypto.OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+	params[2] = libcrypto.OSSL_PARAM_construct_end();
+	return libcrypto.EVP_MAC_CTX_set_params(hctx, params) == 1 ? 0 : -1;
+}
+
+/*
+ * SSL_CTX_set_tlsext_ticket_key_evp_cb(3): seal new tickets (RFC 5077,
+ * RFC 8446 4.6.1) with the newest key, open them with any of the three.
+ * Returns 1 to use a key, 2 to use it and issue a ticket under the newest,
+ * 0 for a ticket we cannot open (a full handshake follows), -1 on error.
+ */
+static int
+ticket_key(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cctx,
+    EVP_MAC_CTX *hctx, int enc)
+{
+	struct tls *t = libssl.SSL_get_ex_data(ssl, 0);
+	unsigned char *key = t->keys;
+	int i;
+
+	if (enc) {
+		memcpy(name, key, 16);
+		if (libcrypto.RAND_bytes(iv, 16) != 1 ||
+		    libcrypto.EVP_EncryptInit_ex(cctx, libcrypto.EVP_aes_256_cbc(), NULL,
+		    key + 16, iv) != 1 || set_hmac_key(hctx, key + 48) == -1)
+			return -1;
+		return 1;
+	}
+	for (i = 0; i < TLS_TICKET_KEYS; i++)
+		if (memcmp(name, t->keys + i * TLS_TICKET_KEY_SIZE, 16) == 0)
+			break;
+	if (i == TLS_TICKET_KEYS)
+		return 0;	/* rotated out, or another server's */
+	key = t->keys + i * TLS_TICKET_KEY_SIZE;
+	if (set_hmac_key(hctx, key + 48) == -1 ||
+	    libcrypto.EVP_DecryptInit_ex(cctx, libcrypto.EVP_aes_256_cbc(), NULL,
+	    key + 16, iv) != 1)
+		return -1;
+	return i == 0 ? 1 : 2;
+}
+
+/*
+ * The protocol settings. Without a ticket key file no ticket is issued at
+ * all: this process's own random key dies with it, so no ticket could ever
+ * come back.
+ */
+static void
+configure(struct tls *t, bool tickets)
+{
+	libssl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
+	libssl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_SET_MAX_PROTO_VERSION, TLS1_3_VERSION, NULL);
+	/* One process per connection: a cache would die unused with the process. */
+	libssl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_SET_SESS_CACHE_MODE, SSL_SESS_CACHE_OFF, NULL);
+	/* tls_write behaves like write(2), and reply.c may retry from a moved buffer. */
+	libssl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_MODE,
+	    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, NULL);
+	/* TLS 1.2 renegotiation buys a client nothing and costs us a handshake (Postfix too). */
+	libssl.SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
+	if (tickets) {
+		libssl.SSL_CTX_set_tlsext_ticket_key_evp_cb(t->ctx, ticket_key);
+		/* OpenSSL sends two for browsers' parallel connections; an MTA keeps one. */
+		libssl.SSL_CTX_set_num_tickets(t->ctx, 1);
+	} else {
+		libssl.SSL_CTX_set_options(t->ctx, SSL_OP_NO_TICKET);
+		libssl.SSL_CTX_set_num_tickets(t->ctx, 0);
+	}
+}
+
+/*
+ * OpenSSL's socket BIO reads and writes with read(2) and write(2), which
+ * have no per-call MSG_DONTWAIT, so the descriptors become non-blocking and
+ * every wait is our ppoll with its deadline. The flag belongs to the open
+ * connection, which inetd, tcpserver and systemd hand to this process
+ * alone, and after STARTTLS nothing reads or writes it in plain text again
+ * (RFC 3207 has no way back), so the change surprises no one.
+ */
+static int
+set_nonblocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	return flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1 ? -1 : 0;
+}
+
+/*
+ * TLS 1.3 sends the session ticket after the handshake, unasked; the reply
+ * to the client's next EHLO then waits behind it for the client's delayed
+ * ACK (Nagle, RFC 896): 40 ms per connection on Linux. Replies are already
+ * coalesced into one write per flush, so Nagle saves nothing. Not a TCP
+ * socket (a pipe, AF_UNIX): nothing to do.
+ */
+static void
+set_nodelay(int fd)
+{
+	int one = 1;
+
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static int
+attach(struct tls *t)
+{
+	if ((t->ssl = libssl.SSL_new(t->ctx)) == NULL ||
+	    libssl.SSL_set_ex_data(t->ssl, 0, t) != 1)
+		return -1;
+	if (t->in_fd == t->out_fd)
+		return libssl.SSL_set_fd(t->ssl, t->in_fd) == 1 ? 0 : -1;
+	return libssl.SSL_set_rfd(t->ssl, t->in_fd) == 1 &&
+	    libssl.SSL_set_wfd(t->ssl, t->out_fd) == 1 ? 0 : -1;
+}
+
+struct tls *
+tls_accept(const struct tls_config *cfg, int in_fd, int out_fd, char *err, size_t errlen)
+{
+	char warning[256] = "";
+	struct tls *t;
+	bool tickets;
+
+	err[0] = '\0';
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		say(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->in_fd = in_fd;
+	t->out_fd = out_fd;
+	if ((t->ctx = new_context(cfg->cert_file, cfg->key_file, err, errlen)) == NULL) {
+		free(t);
+		return NULL;
+	}
+	tickets = cfg->ticket_keys_file != NULL &&
+	    read_ticket_keys(cfg->ticket_keys_file, t->keys, warning, sizeof(warning)) == 0;
+	configure(t, tickets);
+	if (attach(t) == -1) {
+		say_openssl(err, errlen, "SSL_new");
+		tls_close(t);
+		return NULL;
+	}
+	if (warning[0] != '\0')
+		say(err, errlen, "session tickets off: %s", warning);
+	return t;
+}
+
+/*
+ * Why the last call failed, into t->error; the connection is then broken:
+ * OpenSSL forbids SSL_shutdown after a fatal error.
+ */
+static void
+note_failure(struct tls *t, int ssl_error, int saved_errno, const char *what)
+{
+	t->broken = true;
+	if (ssl_error == SSL_ERROR_SYSCALL && libcrypto.ERR_peek_error() == 0)
+		say(t->error, sizeof(t->error), "%s: %s", what,
+		    saved_errno != 0 ? strerror(saved_errno) : "connection closed");
+	else
+		say_openssl(t->error, sizeof(t->error), what);
+}
+
+/* After WANT_READ or WANT_WRITE: 1 to wait for tls_pollfd(); 0 otherwise. */
+static int
+must_wait(struct tls *t, int ssl_error)
+{
+	if (ssl_error == SSL_ERROR_WANT_READ)
+		t->wants = POLLIN;
+	else if (ssl_error == SSL_ERROR_WANT_WRITE)
+		t->wants = POLLOUT;
+	else
+		return 0;
+	return 1;
+}
+
+/* Wait until the connection is ready for what OpenSSL wants, or why not. */
+static enum tls_result
+wait_ready(struct tls *t, long long deadline_ms, const volatile sig_atomic_t *stop,
+    const sigset_t *wait_mask)
+{
+	struct pollfd pfd = tls_pollfd(t);
+
+	for (;;) {
+		struct timespec ts;
+		long long left;
+
+		if (stop != NULL && *stop)
+			return TLS_STOPPED;
+		if ((left = deadline_ms - now_ms()) <= 0)
+			return TLS_TIMEOUT;
+		ts.tv_sec = left / 1000;
+		ts.tv_nsec = (left % 1000) * 1000000;
+		/* ppoll: a stop signal blocked elsewhere is taken only here. */
+		switch (ppoll(&pfd, 1, &ts, wait_mask)) {
+		case -1:
+			if (errno == EINTR)
+				continue;
+			say(t->error, sizeof(t->error), "ppoll: %s", strerror(errno));
+			return TLS_FAILED;
+		case 0:
+			continue;
+		default:
+			return TLS_OK;	/* readable, writable, or closed: OpenSSL will tell */
+		}
+	}
+}
+
+enum tls_result
+tls_handshake(struct tls *t, long long deadline_ms, const volatile sig_atomic_t *stop,
+    const sigset_t *wait_mask)
+{
+	enum tls_result res;
+	int r, e, saved;
+
+	if (set_nonblocking(t->in_fd) == -1 || set_nonblocking(t->out_fd) == -1) {
+		say(t->error, sizeof(t->error), "fcntl O_NONBLOCK: %s", strerror(errno));
+		return TLS_FAILED;
+	}
+	set_nodelay(t->out_fd);
+	for (;;) {
+		libcrypto.ERR_clear_error();
+		errno = 0;
+		r = libssl.SSL_accept(t->ssl);
+		saved = errno;
+		if (r == 1)
+			break;
+		e = libssl.SSL_get_error(t->ssl, r);
+		if (!must_wait(t, e)) {
+			note_failure(t, e, saved, "handshake");
+			return TLS_FAILED;
+		}
+		if ((res = wait_ready(t, deadline_ms, stop, wait_mask)) != TLS_OK)
+			return res;
+	}
+	t->established = true;
+	copy_safe(t->version, sizeof(t->version), libssl.SSL_get_version(t->ssl));
+	copy_safe(t->cipher, sizeof(t->cipher),
+	    libssl.SSL_CIPHER_get_name(libssl.SSL_get_current_cipher(t->ssl)));
+	return TLS_OK;
+}
+
+/*
+ * OpenSSL 3 reports an EOF without close_notify as an error. Between
+ * records it is the client hanging up, as a plain EOF would be; inside a
+ * record (bytes of it buffered) it is a truncated record.
+ */
+static bool
+eof_between_records(struct tls *t, int ssl_error, int saved_errno)
+{
+	unsigned long code = libcrypto.ERR_peek_error();
+
+	if (ssl_error == SSL_ERROR_SYSCALL && code == 0 && saved_errno == 0)
+		return true;
+	return ssl_error == SSL_ERROR_SSL &&
+	    ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING &&
+	    libssl.SSL_has_pending(t->ssl) == 0;
+}
+
+ssize_t
+tls_read(struct tls *t, void *buf, size_t len)
+{
+	size_t n = 0;
+	int r, e, saved;
+
+	libcrypto.ERR_clear_error();
+	errno = 0;
+	r = libssl.SSL_read_ex(t->ssl, buf, len, &n);
+	saved = errno;
+	if (r == 1)
+		return (ssize_t)n;
+	e = libssl.SSL_get_error(t->ssl, r);
+	if (must_wait(t, e)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;	/* close_notify: our own may still go out */
+	if (eof_between_records(t, e, saved)) {
+		t->broken = true;
+		libcrypto.ERR_clear_error();
+		return 0;
+	}
+	note_failure(t, e, saved, "read");
+	errno = EIO;
+	return -1;
+}
+
+ssize_t
+tls_write(struct tls *t, const void *buf, size_t len)
+{
+	size_t n = 0;
+	int r, e, saved;
+
+	if (len == 0)
+		return 0;
+	libcrypto.ERR_clear_error();
+	errno = 0;
+	r = libssl.SSL_write_ex(t->ssl, buf, len, &n);
+	saved = errno;
+	if (r == 1)
+		return (ssize_t)n;
+	e = libssl.SSL_get_error(t->ssl, r);
+	if (must_wait(t, e)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	note_failure(t, e, saved, "write");
+	errno = EIO;
+	return -1;
+}
+
+struct pollfd
+tls_pollfd(const struct tls *t)
+{
+	struct pollfd pfd = { .fd = t->in_fd, .events = POLLIN };
+
+	if (t->wants == POLLOUT) {
+		pfd.fd = t->out_fd;
+		pfd.events = POLLOUT;
+	}
+	return pfd;
+}
+
+size_t
+tls_pending(const struct tls *t)
+{
+	int n = libssl.SSL_pending(t->ssl);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+const char *
+tls_error(const struct tls *t)
+{
+	return t->error;
+}
+
+const char *
+tls_version(const struct tls *t)
+{
+	return t->version;
+}
+
+const char *
+tls_cipher(const struct tls *t)
+{
+	return t->cipher;
+}
+
+bool
+tls_resumed(const struct tls *t)
+{
+	return t->established && libssl.SSL_session_reused(t->ssl) == 1;
+}
+
+void
+tls_close(struct tls *t)
+{
+	if (t == NULL)
+		return;
+	/* One try, no wait: RFC 8446 6.1 lets us close without the client's close_notify. */
+	if (t->established && !t->broken) {
+		libcrypto.ERR_clear_error();
+		(void)libssl.SSL_shutdown(t->ssl);
+	}
+	libcrypto.ERR_clear_error();
+	libssl.SSL_free(t->ssl);
+	libssl.SSL_CTX_free(t->ctx);
+	explicit_bzero(t->keys, sizeof(t->keys));
+	free(t);
+}
+
+/*
+ * The ticket keys FILE holds now, for smtpd -T: 1 with the keys and the
+ * file's owner in *st, 0 when FILE is missing (st_uid -1) or empty, -1 and
+ * why when it is something else, which is left alone.
+ */
+static int
+read_old_keys(const char *path, unsigned char *keys, struct stat *st, char *err, size_t errlen)
+{
+	int fd, res;
+
+	st->st_uid = (uid_t)-1;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT)
+			return 0;
+		say(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, st) == -1 || !S_ISREG(st->st_mode)) {
+		say(err, errlen, "%s: not a regular file", path);
+		res = -1;
+	} else if (st->st_size == 0) {
+		res = 0;
+	} else {
+		res = read_keys(fd, path, keys, err, errlen) == 0 ? 1 : -1;
+	}
+	close(fd);
+	return res;
+}
+
+/* keys into path through a temporary file and rename, mode 0600, owner kept. */
+static int
+replace_file(const char *path, const unsigned char *keys, const struct stat *old,
+    char *err, size_t errlen)
+{
+	char tmp[PATH_MAX];
+	int fd, n = snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
+
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		say(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
+		say(err, errlen, "%s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	if (fchmod(fd, 0600) == -1 ||
+	    (old->st_uid != (uid_t)-1 && fchown(fd, old->st_uid, old->st_gid) == -1) ||
+	    durable_write_all(fd, keys, TLS_TICKET_FILE_SIZE) == -1 || fsync(fd) == -1) {
+		say(err, errlen, "%s: %s", tmp, strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (close(fd) == -1 || rename(tmp, path) == -1) {
+		say(err, errlen, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	if (durable_sync_parent(path) == -1) {
+		say(err, errlen, "%s: replaced, but its directory cannot be synced: %s",
+		    path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+tls_rotate_ticket_keys(const char *path, char *err, size_t errlen)
+{
+	unsigned char old[TLS_TICKET_FILE_SIZE], keys[TLS_TICKET_FILE_SIZE];
+	struct stat st;
+	int have, res = -1;
+
+	if ((have = read_old_keys(path, old, &st, err, errlen)) == -1)
+		return -1;
+	/* The newest key first; the two before it still open their tickets. */
+	if (have == 1)
+		memcpy(keys + TLS_TICKET_KEY_SIZE, old, TLS_TICKET_FILE_SIZE - TLS_TICKET_KEY_SIZE);
+	if (getrandom(keys, have == 1 ? TLS_TICKET_KEY_SIZE : sizeof(keys), 0) !=
+	    (ssize_t)(have == 1 ? TLS_TICKET_KEY_SIZE : sizeof(keys)))
+		say(err, errlen, "getrandom: %s", strerror(errno));
+	else
+		res = replace_file(path, keys, &st, err, errlen);
+	explicit_bzero(old, sizeof(old));
+	explicit_bzero(keys, sizeof(keys));
+	return res;
+}
