@@ -251,7 +251,10 @@ def proc_state(pid):
 def unread(sock):
     """Bytes we sent on sock that the other end has not read yet: SIOCOUTQ
     on a socketpair (the kernel frees our bytes only once they are read),
-    the peer's receive queue in /proc/net/tcp for loopback TCP."""
+    the peer's receive queue in /proc/net/tcp for loopback TCP, FIONREAD
+    for our end of a pipe (what is in the pipe)."""
+    if not isinstance(sock, socket.socket):
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
     if sock.family == socket.AF_UNIX:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
     mine, theirs = sock.getsockname()[1], sock.getpeername()[1]
@@ -268,14 +271,15 @@ def unread(sock):
 
 
 def wait_idle(pid, sock=None, limit=30.0):
-    """Wait until smtpd has read all we sent on sock and sleeps in a system
+    """Wait until smtpd has read all we sent on sock (a socket, or our end of
+    its stdin pipe) and sleeps in a system
     call: it waits for more input (or to write, if we do not read). The
     observable moment a test means by "while idle" or "mid-DATA"; a bounded
     poll of /proc, never a guessed sleep."""
     end = time.monotonic() + limit
     while time.monotonic() < end:
         st = proc_state(pid)
-        if st is None:
+        if st is None or st[0] == "Z":
             raise Failed("pid %d ended while we waited for it to be idle" % pid)
         if st[0] == "S" and st[1] != "running" and (sock is None or unread(sock) == 0):
             # Twice in a row: a sleep on the way to the wait (a page of the
