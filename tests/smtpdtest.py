@@ -190,25 +190,29 @@ def read_all(sock, limit=30.0):
     return read_until(sock, b"\0never\0", limit)
 
 
-def feed(sock, data, chunk=65536):
-    """Write data from a thread while the caller reads (no deadlock when
-    smtpd's replies fill our buffer); returns the thread. Plain write(2) and
-    select(2) on the descriptor: the caller's socket timeouts switch the
-    shared file's O_NONBLOCK on and off, and a sendall that began under a
-    0.2 s timeout would give up after 0.2 s whatever smtpd's pace. Ends
-    quietly when smtpd has gone."""
+def write_all(sock, data, chunk=65536):
+    """Write data to sock with plain write(2), waiting in select(2) when it
+    is full, chunk bytes at a time; False when smtpd has gone (EPIPE,
+    ECONNRESET), an outcome, not an error. Not sendall: the socket timeouts
+    that read_until sets switch the shared file's O_NONBLOCK on and off, and
+    a sendall begun under a 0.2 s timeout gives up after 0.2 s whatever
+    smtpd's pace (or spins on EAGAIN when it began without one)."""
     fd = sock.fileno()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view[:chunk]):]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+        except OSError:
+            return False
+    return True
 
-    def run():
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view[:chunk]):]
-            except BlockingIOError:
-                select.select([], [fd], [], 1.0)
-            except OSError:	# EPIPE, ECONNRESET: smtpd has rightly gone
-                return
-    th = threading.Thread(target=run, daemon=True)
+
+def feed(sock, data, chunk=65536):
+    """write_all from a thread while the caller reads (no deadlock when
+    smtpd's replies fill our buffer); returns the thread."""
+    th = threading.Thread(target=write_all, args=(sock, data, chunk), daemon=True)
     th.start()
     return th
 
