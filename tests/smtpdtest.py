@@ -195,25 +195,29 @@ def read_all(sock, limit=30.0):
     return read_until(sock, b"\0never\0", limit)
 
 
-def feed(sock, data, chunk=65536):
-    """Write data from a thread while the caller reads (no deadlock when
-    smtpd's replies fill our buffer); returns the thread. Plain write(2) and
-    select(2) on the descriptor: the caller's socket timeouts switch the
-    shared file's O_NONBLOCK on and off, and a sendall that began under a
-    0.2 s timeout would give up after 0.2 s whatever smtpd's pace. Ends
-    quietly when smtpd has gone."""
+def write_all(sock, data, chunk=65536):
+    """Write data to sock with plain write(2), waiting in select(2) when it
+    is full, chunk bytes at a time; False when smtpd has gone (EPIPE,
+    ECONNRESET), an outcome, not an error. Not sendall: the socket timeouts
+    that read_until sets switch the shared file's O_NONBLOCK on and off, and
+    a sendall begun under a 0.2 s timeout gives up after 0.2 s whatever
+    smtpd's pace (or spins on EAGAIN when it began without one)."""
     fd = sock.fileno()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view[:chunk]):]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+        except OSError:
+            return False
+    return True
 
-    def run():
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view[:chunk]):]
-            except BlockingIOError:
-                select.select([], [fd], [], 1.0)
-            except OSError:	# EPIPE, ECONNRESET: smtpd has rightly gone
-                return
-    th = threading.Thread(target=run, daemon=True)
+
+def feed(sock, data, chunk=65536):
+    """write_all from a thread while the caller reads (no deadlock when
+    smtpd's replies fill our buffer); returns the thread."""
+    th = threading.Thread(target=write_all, args=(sock, data, chunk), daemon=True)
     th.start()
     return th
 
@@ -256,7 +260,10 @@ def proc_state(pid):
 def unread(sock):
     """Bytes we sent on sock that the other end has not read yet: SIOCOUTQ
     on a socketpair (the kernel frees our bytes only once they are read),
-    the peer's receive queue in /proc/net/tcp for loopback TCP."""
+    the peer's receive queue in /proc/net/tcp for loopback TCP, FIONREAD
+    for our end of a pipe (what is in the pipe)."""
+    if not isinstance(sock, socket.socket):
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
     if sock.family == socket.AF_UNIX:
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
     mine, theirs = sock.getsockname()[1], sock.getpeername()[1]
@@ -273,14 +280,15 @@ def unread(sock):
 
 
 def wait_idle(pid, sock=None, limit=30.0):
-    """Wait until smtpd has read all we sent on sock and sleeps in a system
+    """Wait until smtpd has read all we sent on sock (a socket, or our end of
+    its stdin pipe) and sleeps in a system
     call: it waits for more input (or to write, if we do not read). The
     observable moment a test means by "while idle" or "mid-DATA"; a bounded
     poll of /proc, never a guessed sleep."""
     end = time.monotonic() + limit
     while time.monotonic() < end:
         st = proc_state(pid)
-        if st is None:
+        if st is None or st[0] == "Z":
             raise Failed("pid %d ended while we waited for it to be idle" % pid)
         if st[0] == "S" and st[1] != "running" and (sock is None or unread(sock) == 0):
             # Twice in a row: a sleep on the way to the wait (a page of the
