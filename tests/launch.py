@@ -120,27 +120,35 @@ def holders(pids, inodes):
 class Launcher:
     """One listening launcher, started here and stopped by its pid.
 
-    make(port) gives (argv, env) for a port. The port comes from free_port,
-    so another program may bind it first: the launcher counts as ready only
-    once a process of its own group holds the listening socket (read from
-    /proc, so a greeting from someone else's server on that port is never
-    taken for ours), and when it fails because the port was taken, it is
-    started again on another port (at most 5 times)."""
+    argv is the launcher's command for a port given by the caller, or a
+    function make(port) giving (argv, env) for a port chosen here. A port
+    from free_port is free only until someone binds it, so the launcher
+    counts as ready only once a process of its own group holds the
+    listening socket (read from /proc: a greeting from someone else's server
+    on that port is never taken for ours); with make, a launcher that could
+    not listen because the port was taken starts again on another port (at
+    most 5 times). Subclasses may replace wait_ready (None or True: ready,
+    False: the port is someone else's)."""
 
-    def __init__(self, make, host="127.0.0.1", family=socket.AF_INET, cwd=None):
+    def __init__(self, argv, port=None, host="127.0.0.1", family=socket.AF_INET, env=None,
+                 cwd=None):
         self.host, self.family = host, family
         self.log = open(os.devnull, "wb")
-        for _ in range(5):
-            self.port = free_port(family, host)
-            argv, env = make(self.port)
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                         stderr=self.log, env=env, cwd=cwd,
+        for _ in range(5 if callable(argv) else 1):
+            if callable(argv):
+                self.port = free_port(family, host)
+                cmd, cmd_env = argv(self.port)
+            else:
+                self.port, cmd, cmd_env = port, argv, env
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                         stderr=self.log, env=cmd_env, cwd=cwd,
                                          start_new_session=True)
-            if self.wait_ready():
+            if self.wait_ready() is not False:
                 return
             self.stop(close_log=False)
         self.log.close()
-        raise Failed("5 ports in a row were taken before %s could listen" % argv[0])
+        raise Failed("%s could not listen: port %d (and any retries) taken by others"
+                     % (cmd[0], self.port))
 
     def listening(self):
         socks = tcp_sockets(lambda local, remote, st: local == self.port and st == "0A")
@@ -214,7 +222,7 @@ def socket_activate(box, inetd, host="127.0.0.1", family=socket.AF_INET, env=Non
         if inetd:
             argv.append("--inetd")
         return argv + [SMTPD, "-c", box.config], env
-    return Launcher(make, host, family)
+    return Launcher(make, host=host, family=family)
 
 
 def tcpserver(box):

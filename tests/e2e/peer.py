@@ -32,7 +32,7 @@ def over_tcp(host, family, listen, expect, env=None):
             for k, v in (env or {}).items():
                 argv += ["-E", "%s=%s" % (k, v)]
             return argv + [launch.SMTPD, "-c", box.config], None
-        server = launch.Launcher(make, host, family)
+        server = launch.Launcher(make, host=host, family=family)
         try:
             launch.send_smtplib(server.port, "p@client.example", ["a@example.org"],
                                 b"Subject: peer\r\n\r\nhi\r\n", host=host)
