@@ -73,7 +73,7 @@ struct key {
 };
 
 static parse_fn parse_domain, parse_mailbox, parse_string, parse_hostname, parse_delimiters,
-    parse_bool, parse_count, parse_size, parse_proxy_mode, parse_proxy_from;
+    parse_bool, parse_count, parse_size, parse_proxy_mode, parse_proxy_from, parse_program;
 
 #define FIELD(f)	offsetof(struct config, f)
 
@@ -115,6 +115,10 @@ static const struct key keys[] = {
 	  .min_words = 1, .max_words = 1 },
 	{ .name = "proxy-from", .parse = parse_proxy_from, .field = FIELD(proxy_from),
 	  .min_words = 1, .max_words = 1, .flags = KEY_REPEATABLE, .needs = "an address" },
+	{ .name = "filter", .parse = parse_program, .field = FIELD(filter),
+	  .min_words = 1, .max_words = CONFIG_WORDS_MAX - 1, .needs = "a program" },
+	{ .name = "filter-timeout", .parse = parse_count, .field = FIELD(session.filter_timeout),
+	  .min_words = 1, .max_words = 1, .min = 1, .max = 86400 },
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
@@ -156,6 +160,7 @@ config_init(struct config *c)
 	c->session.max_recipients = 100;
 	c->session.timeout = 300;
 	c->session.session_timeout = 3600;
+	c->session.filter_timeout = 60;
 }
 
 static int
@@ -208,6 +213,29 @@ parse_bool(struct config *c, const struct key *k, void *field, char **words)
 	if (strcmp(words[0], "yes") != 0 && strcmp(words[0], "no") != 0)
 		return line_error(c, "%s is yes or no", k->name);
 	*(bool *)field = words[0][0] == 'y';
+	return 0;
+}
+
+/*
+ * A program and its arguments, kept as execv(2) wants them. The path must
+ * be absolute: the filter runs without a shell and with a PATH of our
+ * choosing, so a bare name would mean something else than the operator saw.
+ */
+static int
+parse_program(struct config *c, const struct key *k, void *field, char **words)
+{
+	char ***argv = field;
+	size_t n = 0;
+
+	if (words[0][0] != '/')
+		return line_error(c, "%s needs an absolute path, not %s", k->name, words[0]);
+	while (words[n] != NULL)
+		n++;
+	if ((*argv = calloc(n + 1, sizeof(**argv))) == NULL)
+		return config_error(c, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		if (((*argv)[i] = strdup(words[i])) == NULL)
+			return config_error(c, "out of memory");
 	return 0;
 }
 
@@ -638,7 +666,31 @@ finish_config(struct config *c)
 		return config_error(c, "%s line %u: duplicate mailbox address", c->config_file, dup);
 	c->session.hostname = c->hostname;
 	c->session.routes = &c->routes;
+	c->session.filter = c->filter;
 	return finish_tls(c);
+}
+
+/*
+ * -C only: is the filter program there and executable by us now? A
+ * session does not ask: a filter that cannot be started is 451 4.7.1 for
+ * that message (filter_run), so an upgrade that briefly removes it does
+ * not turn every connection away with 421.
+ */
+static int
+check_filter(struct config *c)
+{
+	unsigned line = c->key_line[find_key("filter", strlen("filter")) - keys];
+	struct stat st;
+
+	if (c->filter == NULL)
+		return 0;
+	if (stat(c->filter[0], &st) == -1)
+		return config_error(c, "%s line %u: filter %s: %s", c->config_file, line,
+		    c->filter[0], strerror(errno));
+	if (!S_ISREG(st.st_mode) || access(c->filter[0], X_OK) == -1)
+		return config_error(c, "%s line %u: filter %s: not an executable file",
+		    c->config_file, line, c->filter[0]);
+	return 0;
 }
 
 int
@@ -720,7 +772,7 @@ config_compile(struct config *c)
 	if ((fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) == -1)
 		return config_error(c, "cannot create %s: %s", tmp, strerror(errno));
 	if (wait_past_change(c, fd, &before) == -1 || read_config(c, &file) == -1 ||
-	    finish_config(c) == -1 || check_tls_files(c) == -1 ||
+	    finish_config(c) == -1 || check_tls_files(c) == -1 || check_filter(c) == -1 ||
 	    write_map(c, fd, &file, tmp) == -1)
 		goto failed;
 	if (close(fd) == -1) {
@@ -826,6 +878,11 @@ config_free(struct config *c)
 	free(c->tls_key);
 	free(c->tls_ticket_keys);
 	free(c->proxy_from);
+	for (size_t i = 0; c->filter != NULL && c->filter[i] != NULL; i++)
+		free(c->filter[i]);
+	free(c->filter);
+	c->filter = NULL;
+	c->session.filter = NULL;
 	c->maildir = c->delimiters = c->user = c->settings = NULL;
 	c->tls_cert = c->tls_key = c->tls_ticket_keys = NULL;
 	c->proxy_from = NULL;

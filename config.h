@@ -28,6 +28,7 @@ struct config {
 	enum proxy_mode proxy_protocol;	/* `proxy-protocol`; PROXY_OFF by default */
 	struct proxy_net *proxy_from;	/* `proxy-from` lines, owned */
 	size_t	nproxy_from;
+	char	**filter;		/* `filter`, owned: NULL-terminated argv; NULL: none */
 	char	hostname[256];		/* `hostname`, -h or gethostname() */
 	char	error[512];		/* why the configuration is refused */
 
@@ -49,7 +50,8 @@ void config_init(struct config *c);
  *                        very FILE), then the options, then the checks of
  *                        the whole (proxy-protocol needs proxy-from);
  *                        fills c->session.hostname and .routes
- *  config_compile        -C: check FILE as config_load does, write FILE.cdb
+ *  config_compile        -C: check FILE as config_load does, and that the
+ *                        filter program is an executable file; write FILE.cdb
  *  config_drop_privileges  become `user` (after the connection is set up,
  *                        before the first byte is read)
  */

@@ -1,5 +1,5 @@
 /*
- * filter.c: run a content filter over one staged message (issue 13).
+ * filter.c: run a content filter over one staged message.
  *
  * Promises: the program runs without a shell, in its own process group,
  * with the message file as stdin, pipes as stdout and stderr, no other

@@ -232,8 +232,9 @@ log_at(int priority, const char *fmt, ...)
 	va_end(ap);
 }
 
-const char *
-log_quote(const char *p, size_t n)
+/* log_quote's work; blanks and = escaped too when the value is not in quotes. */
+static const char *
+quote(const char *p, size_t n, bool in_quotes)
 {
 	static char slots[LOG_QUOTE_SLOTS][LOG_QUOTE_MAX * 4 + 4];
 	static unsigned next;
@@ -242,9 +243,10 @@ log_quote(const char *p, size_t n)
 
 	for (size_t i = 0; i < n && i < LOG_QUOTE_MAX; i++) {
 		unsigned char c = (unsigned char)p[i];
-
 		/* Space and = too: client text must not look like another key=value. */
-		if (c > 0x20 && c < 0x7f && c != '\\' && c != '"' && c != '=') {
+		bool safe = c > 0x20 && c < 0x7f && c != '\\' && c != '"' && c != '=';
+
+		if (safe || (in_quotes && (c == ' ' || c == '='))) {
 			out[o++] = (char)c;
 		} else {
 			snprintf(out + o, 5, "\\x%02x", c);
@@ -258,4 +260,16 @@ log_quote(const char *p, size_t n)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+const char *
+log_quote(const char *p, size_t n)
+{
+	return quote(p, n, false);
+}
+
+const char *
+log_quote_text(const char *p, size_t n)
+{
+	return quote(p, n, true);
 }

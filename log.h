@@ -31,6 +31,13 @@ void log_at(int priority, const char *fmt, ...) __attribute__((format(printf, 2,
 const char *log_quote(const char *p, size_t n);
 
 /*
+ * The same for a value written inside quotes (key="..."), where blanks and
+ * = cannot start another field: those are kept, so a sentence stays
+ * readable. Shares log_quote's slots.
+ */
+const char *log_quote_text(const char *p, size_t n);
+
+/*
  * The journal fields of one line: SMTPD_EVENT=EVENT, then SMTPD_KEY=value
  * for each key=value that follows (key upper-cased, '-' as '_', quotes
  * removed), built in buf. Stops at the first word of another shape: MESSAGE

@@ -4,12 +4,14 @@
  * Promises: every command line gets exactly one reply, in order; the
  * connection ends only after 221, after 421 (timeout, too many errors,
  * stop) or at client EOF; a message is acknowledged with 250 only after
+ * the content filter, when there is one, has accepted it and
  * maildir_commit() says it is on disk. Only <CRLF>.<CRLF> ends message data
  * (RFC 5321 4.1.1.4; doc/smuggling.md) and a BDAT chunk is read by its
  * count (RFC 3030), so no second transaction can be smuggled inside one;
  * after STARTTLS nothing sent in plain text is answered (RFC 3207 4.2).
  * Leaves reading to reader.c, reply formatting and flushing to reply.c,
- * TLS to tls.c, file handling to maildir.c, routing to route.c.
+ * TLS to tls.c, file handling to maildir.c, routing to route.c, running
+ * the content filter to filter.c.
  */
 #include "session.h"
 
@@ -20,9 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "address.h"
+#include "filter.h"
 #include "log.h"
 #include "maildir.h"
 #include "reader.h"
@@ -80,6 +85,7 @@ struct session {
 		char	from[SMTP_PATH_MAX + 1];
 		bool	smtputf8;
 		char	first_rcpt[SMTP_PATH_MAX + 1];
+		char	**rcpts;		/* owned, with a filter: the nrcpt forward paths */
 		unsigned nrcpt;
 		unsigned excess_rcpt;		/* RCPTs past max_recipients, refused with 452 */
 		struct destination *dests;	/* owned: room for max_recipients, by session_run */
@@ -88,6 +94,7 @@ struct session {
 		bool	chunking;		/* a BDAT came: DATA is out of step (RFC 3030 2) */
 		bool	chunks_failed;		/* a chunk was refused: the rest are 503 */
 		struct text text;		/* the message as stored, DATA or BDAT */
+		size_t	trace_len;		/* our Return-Path and Received: where a filter's fields go */
 	};
 
 	/* The buffers, last: each init clears its own state and not its bytes. */
@@ -160,7 +167,15 @@ static const struct smtp_reply
     OUT_OF_MEMORY = { 451, "4.3.0", "Out of memory; try again later" },
     STAGING_FAILED = { 451, "4.3.0", "Local error staging the message; try again later" },
     WRITE_FAILED = { 451, "4.3.0", "Local error writing the message; try again later" },
-    NO_SPACE = { 452, "4.3.1", "Insufficient system storage" };
+    NO_SPACE = { 452, "4.3.1", "Insufficient system storage" },
+    /*
+     * The content filter's verdicts (filter.h). A refusal's text is the
+     * filter's own, sent with reply_send; this one stands in when it gave
+     * none. 451 4.7.1 is Postfix's reply when a milter says try later.
+     */
+    CONTENT_REFUSED = { 554, "5.7.1", "Message rejected by content filter" },
+    CONTENT_UNCHECKED = { 451, "4.7.1", "Service unavailable - try again later" },
+    CONTENT_FILTER_FAILED = { 451, "4.3.0", "Error in content filter; try again later" };
 
 /*
  * Refuse the current command: one reply, one log line, one client error
@@ -239,6 +254,11 @@ static void
 reset_transaction(struct session *s)
 {
 	maildir_abort(&s->delivery);
+	for (unsigned i = 0; s->rcpts != NULL && i < s->nrcpt; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->trace_len = 0;
 	s->from[0] = '\0';
 	s->first_rcpt[0] = '\0';
 	s->smtputf8 = false;
@@ -458,6 +478,25 @@ handle_mail(struct session *s)
 	return &SENDER_OK;
 }
 
+/*
+ * A content filter gets every forward path (SMTPD_RCPTS): kept only when
+ * one is configured, at most max_recipients of them. -1 out of memory.
+ */
+static int
+keep_forward_path(struct session *s, const struct address *to)
+{
+	char path[SMTP_PATH_MAX + 1];
+
+	if (s->cfg->filter == NULL)
+		return 0;
+	if (s->rcpts == NULL && (s->rcpts = calloc(s->cfg->max_recipients, sizeof(*s->rcpts))) == NULL)
+		return -1;
+	address_format(to, path, sizeof(path));
+	if ((s->rcpts[s->nrcpt] = strdup(path)) == NULL)
+		return -1;
+	return 0;
+}
+
 /* Remember the recipient's destination once, however many recipients share it. */
 static int
 add_recipient(struct session *s, const struct address *to, const struct route *route)
@@ -467,9 +506,16 @@ add_recipient(struct session *s, const struct address *to, const struct route *r
 	for (i = 0; i < s->ndests && (strcmp(s->dests[i].maildir, route->maildir) != 0 ||
 	    strcmp(s->dests[i].folder, route->folder) != 0); i++)
 		;
+	if (keep_forward_path(s, to) == -1)
+		return -1;
 	if (i == s->ndests) {
-		if ((s->dests[i].maildir = strdup(route->maildir)) == NULL)
+		if ((s->dests[i].maildir = strdup(route->maildir)) == NULL) {
+			if (s->rcpts != NULL) {	/* kept above, not yet counted */
+				free(s->rcpts[s->nrcpt]);
+				s->rcpts[s->nrcpt] = NULL;
+			}
 			return -1;
+		}
 		memcpy(s->dests[i].folder, route->folder, sizeof(route->folder));
 		s->ndests++;
 	}
@@ -532,9 +578,10 @@ write_trace_headers(struct session *s)
 	    s->cfg->peer_literal ? s->cfg->peer_literal : "", s->cfg->peer_literal ? ")" : "",
 	    tls, s->cfg->hostname, with, s->tls != NULL ? "S" : "", s->delivery.id,
 	    s->nrcpt == 1 ? "\n\tfor " : "", s->nrcpt == 1 ? s->first_rcpt : "", date);
-	if (n > 0 && (size_t)n < sizeof(head))
+	if (n > 0 && (size_t)n < sizeof(head)) {
 		maildir_write(&s->delivery, head, (size_t)n);
-	else
+		s->trace_len = (size_t)n;
+	} else
 		s->delivery.error = 1;	/* cannot happen: every field is bounded */
 }
 
@@ -633,17 +680,25 @@ receive_data(struct session *s)
 	}
 }
 
+/* One line per message that reached its end; tail: more fields, or "". */
 static void
-log_delivery(struct session *s, const char *result, unsigned long long size)
+log_delivery(struct session *s, const char *result, const char *tail, bool fault)
 {
-	log_info("%s peer=%s%s%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu size=%llu "
-	    "excess-rcpt=%u%s%s%s%s",
+	char line[8192];
+
+	snprintf(line, sizeof(line), "%s peer=%s%s%s id=%s from=%s rcpt=%s nrcpt=%u maildirs=%zu "
+	    "size=%llu excess-rcpt=%u%s%s%s%s%s",
 	    result, s->cfg->peer, s->cfg->proxy != NULL ? " proxy=" : "",
 	    s->cfg->proxy != NULL ? s->cfg->proxy : "", s->delivery.id,
 	    log_quote(s->from, strlen(s->from)),
-	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndests, size,
+	    log_quote(s->first_rcpt, strlen(s->first_rcpt)), s->nrcpt, s->ndests, s->text.size,
 	    s->excess_rcpt, s->tls != NULL ? " tls=" : "", s->tls != NULL ? tls_version(s->tls) : "",
-	    s->tls != NULL ? " cipher=" : "", s->tls != NULL ? tls_cipher(s->tls) : "");
+	    s->tls != NULL ? " cipher=" : "", s->tls != NULL ? tls_cipher(s->tls) : "",
+	    tail);	/* every field is bounded: 8 KiB holds them all */
+	if (fault)
+		log_error("%s", line);
+	else
+		log_info("%s", line);
 }
 
 /*
@@ -690,6 +745,74 @@ start_delivery(struct session *s)
 	return r;
 }
 
+/*
+ * A message the filter did not accept: dropped, one reply (the filter's
+ * text for a refusal), and the transaction's line with the reply and what
+ * the filter did; at error level when the filter itself failed.
+ */
+static void
+refuse_filtered(struct session *s, const struct smtp_reply *r, const char *text,
+    const char *why)
+{
+	char tail[2400];
+
+	maildir_abort(&s->delivery);
+	reply_send(&s->out, r->code, r->ecode, "%s", text);
+	snprintf(tail, sizeof(tail), " reply=\"%d %s %s\" filter=\"%s\"", r->code, r->ecode,
+	    log_quote_text(text, strlen(text)), log_quote_text(why, strlen(why)));
+	log_delivery(s, "filtered", tail, r != &CONTENT_REFUSED);
+}
+
+/*
+ * Run the content filter over the staged message, once for all its copies.
+ * true: commit, the filter's header fields now right after our
+ * Received line. false: refused, replied and logged. A staged copy that
+ * cannot be read back is left to maildir_commit to report. A stop signal
+ * ends the wait (451 4.7.1); the next read then closes with 421.
+ */
+static bool
+filter_accepts(struct session *s)
+{
+	/* 64 KiB: kept off the stack, and out of the state cleared per session. */
+	static struct filter_result res;
+	const struct stop_wait *stop = s->cfg->stop;
+	const struct filter_spec spec = { .argv = s->cfg->filter, .timeout = s->cfg->filter_timeout,
+	    .stop = stop != NULL ? stop->flag : NULL, .wait_mask = stop != NULL ? &stop->mask : NULL };
+	struct filter_env env = { .id = s->delivery.id, .peer = s->cfg->peer, .helo = s->helo,
+	    .from = s->from, .rcpts = (const char *const *)s->rcpts, .nrcpts = s->nrcpt };
+	enum filter_verdict v;
+	struct stat st;
+	char tls[128];
+	int fd = maildir_open_staged(&s->delivery);
+
+	if (fd == -1)
+		return true;
+	if (s->tls != NULL) {	/* SMTPD_TLS: "TLSv1.3 TLS_AES_256_GCM_SHA384" */
+		snprintf(tls, sizeof(tls), "%s %s", tls_version(s->tls), tls_cipher(s->tls));
+		env.tls = tls;
+	}
+	env.size = fstat(fd, &st) == 0 ? (unsigned long long)st.st_size : s->text.size;
+	v = filter_run(&spec, fd, &env, &res);
+	close(fd);
+	switch (v) {
+	case FILTER_ACCEPT:
+		if (res.headers_len > 0)	/* a failure is maildir_commit's to report */
+			maildir_insert(&s->delivery, (off_t)s->trace_len, res.headers, res.headers_len);
+		return true;
+	case FILTER_REJECT:
+		refuse_filtered(s, &CONTENT_REFUSED, res.text[0] != '\0' ? res.text :
+		    CONTENT_REFUSED.text, res.reason);
+		return false;
+	case FILTER_BAD_OUTPUT:
+		refuse_filtered(s, &CONTENT_FILTER_FAILED, CONTENT_FILTER_FAILED.text, res.reason);
+		return false;
+	case FILTER_TEMPFAIL:
+	default:
+		refuse_filtered(s, &CONTENT_UNCHECKED, CONTENT_UNCHECKED.text, res.reason);
+		return false;
+	}
+}
+
 /* The end of a message (the final dot, BDAT LAST): one reply, 250 once on disk. */
 static const struct smtp_reply *
 finish_message(struct session *s)
@@ -702,8 +825,10 @@ finish_message(struct session *s)
 		maildir_abort(&s->delivery);
 		return &TOO_MANY_HOPS;
 	}
+	if (s->cfg->filter != NULL && !filter_accepts(s))
+		return REPLIED;
 	r = maildir_commit(&s->delivery);
-	log_delivery(s, r == DELIVER_OK ? "delivered" : "failed", s->text.size);
+	log_delivery(s, r == DELIVER_OK ? "delivered" : "failed", "", false);
 	if (r != DELIVER_OK)
 		return r == DELIVER_NOSPACE ? &NO_SPACE : &WRITE_FAILED;
 	reply_send(&s->out, 250, "2.0.0", "%s", s->delivery.id);

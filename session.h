@@ -27,6 +27,8 @@ struct session_config {
 	const struct stop_wait *stop;	/* from stop_catch; NULL: nothing stops a wait */
 	struct tls_config tls;		/* STARTTLS offered when cert_file is set */
 	bool	require_tls;		/* MAIL before STARTTLS is 530 (RFC 3207 4) */
+	char *const *filter;		/* content filter argv (filter.h); NULL: none */
+	unsigned filter_timeout;	/* seconds the filter has, at least 1 */
 };
 
 /*

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""bench/bdat.py: W3 by BDAT (issue 12), started by bench/bdat through bench/run.
+"""bench/bdat.py: W3 by BDAT (RFC 3030), started by bench/bdat through bench/run.
 
 One 50 MiB message per run, sent by the client below in 1 MiB BDAT chunks
 (pipelined, RFC 3030 4.2) and, for comparison, by the same client with
@@ -210,7 +210,7 @@ def report(res, args, size):
     p("")
     sb, sd, pb = (rates.get(("smtpd", "BDAT")), rates.get(("smtpd", "DATA")),
                   rates.get(("postfix", "BDAT")))
-    p("Goals (issue 12): smtpd BDAT ≥ 1.0 × smtpd DATA: %s; ≥ 2.5 × Postfix BDAT: %s.\n" % (
+    p("Goals: smtpd BDAT ≥ 1.0 × smtpd DATA: %s; ≥ 2.5 × Postfix BDAT: %s.\n" % (
         "%.2f ×" % (sb / sd) if sb and sd else "n/a",
         "%.2f ×" % (sb / pb) if sb and pb else "n/a"))
     p("## Peak RSS of one session (VmHWM, KiB, 3 sessions each)\n")

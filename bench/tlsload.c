@@ -1,12 +1,13 @@
 /*
  * bench/tlsload.c: connections per second through STARTTLS.
  *
- *     bench/tlsload [-n N] [-c C] [-r] [-2] [-h HELO] HOST PORT
+ *     bench/tlsload [-n N] [-c C] [-r] [-2] [-s SIZE] [-h HELO] HOST PORT
  *
  * Opens N connections (default 100) to HOST PORT (a numeric address: no
  * DNS), C at a time (default 1: one after another), each in one of C
  * worker processes. Each connection: greeting, EHLO, STARTTLS, the
- * handshake, EHLO, MAIL, RCPT, DATA with a small message, QUIT; every reply
+ * handshake, EHLO, MAIL, RCPT, DATA with a message of about SIZE bytes
+ * (default a few: -s 4096 is W1's message of bench/RESULTS.md), QUIT; every reply
  * is checked. -r offers the session (ticket) of a worker's previous
  * connection on the next, as a returning sender would: the server resumes
  * it if it can. -2 holds the client to TLS 1.2. The certificate is not
@@ -35,10 +36,13 @@
 #define WORKERS_MAX	256
 #define IO_TIMEOUT_S	30	/* a stuck server fails a connection, never the run */
 
+#define SIZE_MAX_BYTES	(1024 * 1024)
+
 struct options {
-	long	n, c;
+	long	n, c, size;
 	int	resume, tls12;
 	const char *helo, *host, *port;
+	char	*message;	/* the data, dot line included */
 };
 
 /* One connection: plain until ssl is set, then through it. */
@@ -172,7 +176,7 @@ one_connection(const struct options *o, SSL_CTX *ctx, SSL_SESSION **sess, int *r
 	    step(&c, "MAIL FROM:<load@bench.example>\r\n", 250) == 0 &&
 	    step(&c, "RCPT TO:<b@bench.example>\r\n", 250) == 0 &&
 	    step(&c, "DATA\r\n", 354) == 0 &&
-	    step(&c, "Subject: tlsload\r\n\r\nhello\r\n.\r\n", 250) == 0 &&
+	    step(&c, o->message, 250) == 0 &&
 	    step(&c, "QUIT\r\n", 221) == 0) {
 		res = 0;
 		*resumed = SSL_session_reused(c.ssl);
@@ -220,15 +224,36 @@ worker(const struct options *o, long n, int fd)
 	_exit(write(fd, &t, sizeof(t)) == (ssize_t)sizeof(t) ? 0 : 1);
 }
 
+/* A header, then lines of 76 x's up to about size bytes, then the dot. */
+static char *
+make_message(long size)
+{
+	static const char head[] = "Subject: tlsload\r\n\r\nhello\r\n";
+	size_t lines = size > (long)sizeof(head) ? ((size_t)size - sizeof(head)) / 78 : 0;
+	char *m = malloc(sizeof(head) + lines * 78 + 4), *p;
+
+	if (m == NULL)
+		return NULL;
+	memcpy(m, head, sizeof(head) - 1);
+	p = m + sizeof(head) - 1;
+	for (size_t i = 0; i < lines; i++, p += 78) {
+		memset(p, 'x', 76);
+		memcpy(p + 76, "\r\n", 2);
+	}
+	memcpy(p, ".\r\n", 4);	/* with the NUL */
+	return m;
+}
+
 static int
 parse(struct options *o, int argc, char **argv)
 {
 	int ch;
 
 	*o = (struct options){ .n = 100, .c = 1, .helo = "client.bench.example" };
-	while ((ch = getopt(argc, argv, "n:c:r2h:")) != -1) {
+	while ((ch = getopt(argc, argv, "n:c:r2s:h:")) != -1) {
 		switch (ch) {
 		case 'n': o->n = strtol(optarg, NULL, 10); break;
+		case 's': o->size = strtol(optarg, NULL, 10); break;
 		case 'c': o->c = strtol(optarg, NULL, 10); break;
 		case 'r': o->resume = 1; break;
 		case '2': o->tls12 = 1; break;
@@ -237,7 +262,8 @@ parse(struct options *o, int argc, char **argv)
 		}
 	}
 	if (argc - optind != 2 || o->n < 1 || o->c < 1 || o->c > WORKERS_MAX || o->c > o->n ||
-	    strlen(o->helo) > 255)
+	    strlen(o->helo) > 255 || o->size < 0 || o->size > SIZE_MAX_BYTES ||
+	    (o->message = make_message(o->size)) == NULL)
 		return -1;
 	o->host = argv[optind];
 	o->port = argv[optind + 1];
@@ -253,7 +279,7 @@ main(int argc, char **argv)
 	long long start, ns;
 
 	if (parse(&o, argc, argv) == -1) {
-		fprintf(stderr, "usage: tlsload [-n N] [-c C] [-r] [-2] [-h HELO] HOST PORT\n");
+		fprintf(stderr, "usage: tlsload [-n N] [-c C] [-r] [-2] [-s SIZE] [-h HELO] HOST PORT\n");
 		return 2;
 	}
 	if (pipe(p) == -1)

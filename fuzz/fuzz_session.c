@@ -4,8 +4,12 @@
  * Each input is one client byte stream, fed through the real session_run()
  * from a temporary file (so nothing blocks), its replies thrown away, its
  * messages delivered into a throw-away Maildir on tmpfs. The first byte
- * picks how many bytes each read(2) returns (0 = as many as fit), so line
- * and CRLF boundaries fall anywhere. After every run promise 1 is checked:
+ * picks how many bytes each read(2) returns (bits 0-2; 0 = as many as fit),
+ * so line and CRLF boundaries fall anywhere, and how STARTTLS goes: bits
+ * 3-4 the verdict of tls_stub.c (handshake done, key unreadable, handshake
+ * failed, timed out), bit 5 require-tls, bit 6 no TLS configured. The stub
+ * passes bytes through after a "handshake", so the rest of the input is
+ * the session inside TLS. After every run promise 1 is checked:
  * nothing is left in tmp/ of any Maildir; every file in new/ ends with a
  * newline (the stored form of the CRLF before the final dot); there are
  * messages in new/ exactly when some data got "250 2.0.0 <id>", and at
@@ -18,13 +22,16 @@
  * 4: every reply line is "DDD" then space or hyphen, printable ASCII,
  * CRLF, at most 512 bytes (RFC 5321 4.5.3.1.5), so no client byte
  * reaches a reply raw; every log line (vsyslog is replaced here) is
- * printable ASCII. A breach aborts, which libFuzzer reports as a crash.
+ * printable ASCII. RFC 3207: after a failed or timed-out handshake, "220
+ * 2.0.0 Ready to start TLS" is the last thing written (no plain-text word
+ * after it). A breach aborts, which libFuzzer reports as a crash.
  */
 #define _GNU_SOURCE	/* memmem */
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +41,7 @@
 
 #include "route.h"
 #include "session.h"
+#include "tls_stub.h"
 
 /* Every log line comes here instead of syslog: it must be one clean line. */
 void
@@ -209,6 +217,17 @@ good_reply_line(const char *p, size_t n)
 	return 1;
 }
 
+/* RFC 3207: nothing follows the 220 of a STARTTLS whose handshake failed. */
+static void
+check_failed_handshake(const char *out, size_t n)
+{
+	static const char ready[] = "220 2.0.0 Ready to start TLS\r\n";
+	const char *p = memmem(out, n, ready, sizeof(ready) - 1);
+
+	if (p != NULL && (size_t)(p - out) + sizeof(ready) - 1 != n)
+		abort();
+}
+
 /* "250 2.0.0 N octets received": N, else -1. */
 static long long
 chunk_size(const char *p, size_t n)
@@ -229,10 +248,10 @@ chunk_size(const char *p, size_t n)
 /*
  * Check every reply line; return how many are "250 2.0.0 <id>", the
  * answer to a delivered message. The chunks acknowledged add up to no
- * more than the input.
+ * more than the input. failed_tls: a STARTTLS handshake fails.
  */
 static size_t
-check_replies(size_t input)
+check_replies(size_t input, bool failed_tls)
 {
 	static char out[1 << 22];
 	ssize_t n = pread(output_fd, out, sizeof(out), 0);
@@ -257,6 +276,8 @@ check_replies(size_t input)
 	}
 	if (start != (size_t)n)
 		abort();	/* a reply cut short */
+	if (failed_tls)
+		check_failed_handshake(out, (size_t)n);
 	return count;
 }
 
@@ -264,6 +285,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct session_config cfg;
+	enum tls_stub_verdict verdict;
 	size_t delivered;
 	int files;
 
@@ -283,8 +305,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.peer = "192.0.2.7";
 	cfg.peer_literal = "[192.0.2.7]";
 	cfg.read_limit = data[0] % 8;
+	verdict = (enum tls_stub_verdict)((data[0] >> 3) % 4);
+	tls_stub_set(verdict, cfg.read_limit);
+	cfg.require_tls = (data[0] & 0x20) != 0;
+	if ((data[0] & 0x40) == 0) {
+		cfg.tls.cert_file = "cert.pem";	/* tls_stub.c reads neither */
+		cfg.tls.key_file = "key.pem";
+	}
 	session_run(&cfg, input_fd, output_fd);
-	delivered = check_replies(size - 1);
+	delivered = check_replies(size - 1,
+	    verdict == TLS_STUB_FAILED || verdict == TLS_STUB_TIMEOUT);
 	files = check_maildir(maildir_default, size - 1) + check_maildir(maildir_a, size - 1) +
 	    check_maildir(maildir_b, size - 1);
 	if ((delivered == 0) != (files == 0) || (size_t)files < delivered)

@@ -88,6 +88,8 @@ START_TEST(every_key_reaches_its_field)
 	    "max-recipients 7\n"
 	    "timeout 9\n"
 	    "session-timeout 604800\n"
+	    "filter /usr/libexec/check  -p\t7830 '' x\n"
+	    "filter-timeout 5\n"
 	    "domain example.org\n"
 	    "mailbox a@example.org /var/mail/a\n"
 	    "proxy-protocol v2\n"
@@ -102,6 +104,15 @@ START_TEST(every_key_reaches_its_field)
 	ck_assert_uint_eq(c.session.max_recipients, 7);
 	ck_assert_uint_eq(c.session.timeout, 9);
 	ck_assert_uint_eq(c.session.session_timeout, 604800);
+	/* argv as execv(2) wants it: the words, no shell quoting. */
+	ck_assert_ptr_eq(c.session.filter, c.filter);
+	ck_assert_str_eq(c.session.filter[0], "/usr/libexec/check");
+	ck_assert_str_eq(c.session.filter[1], "-p");
+	ck_assert_str_eq(c.session.filter[2], "7830");
+	ck_assert_str_eq(c.session.filter[3], "''");
+	ck_assert_str_eq(c.session.filter[4], "x");
+	ck_assert_ptr_null(c.session.filter[5]);
+	ck_assert_uint_eq(c.session.filter_timeout, 5);
 	ck_assert_uint_eq(c.routes.ndomains, 1);
 	ck_assert_ptr_eq(c.session.routes, &c.routes);
 	ck_assert_int_eq(c.proxy_protocol, PROXY_V2);
@@ -124,6 +135,8 @@ START_TEST(defaults_and_options)
 	ck_assert_uint_eq(c.session.max_recipients, 100);
 	ck_assert_uint_eq(c.session.timeout, 300);
 	ck_assert_uint_eq(c.session.session_timeout, 3600);
+	ck_assert_ptr_null(c.session.filter);
+	ck_assert_uint_eq(c.session.filter_timeout, 60);
 	ck_assert_ptr_null(c.routes.delimiters);	/* "+" */
 	ck_assert(!c.routes.create_folders);
 	ck_assert_int_eq(c.proxy_protocol, PROXY_OFF);
@@ -146,6 +159,7 @@ START_TEST(single_value_keys_refuse_a_second_line)
 		"maildir /m", "hostname mx.example", "user nobody", "recipient-delimiter",
 		"recipient-delimiter -", "create-folders no", "max-message-size 10",
 		"max-recipients 10", "timeout 10", "session-timeout 10", "proxy-protocol no",
+		"filter /bin/true", "filter-timeout 10",
 	};
 	char text[256], want[128];
 	size_t n;
@@ -209,6 +223,11 @@ START_TEST(words_and_values)
 	refused_with("maildir /m\nrecipient-delimiter .\n",
 	    "line 2: recipient-delimiter takes characters such as + or -, not .");
 	refused_with("maildir /m\ndomain bad_name.example\n", "line 2: bad domain bad_name.example");
+	refused_with("maildir /m\nfilter\n", "line 2: filter needs a program");
+	refused_with("maildir /m\nfilter spamc -c\n",
+	    "line 2: filter needs an absolute path, not spamc");
+	refused_with("maildir /m\nfilter ./check\n",
+	    "line 2: filter needs an absolute path, not ./check");
 	memset(longline, 'x', sizeof(longline) - 1);
 	longline[sizeof(longline) - 1] = '\0';
 	memcpy(longline, "maildir /", 9);
@@ -283,6 +302,8 @@ START_TEST(numbers_within_bounds)
 		{ "timeout 99999999999999999999999", 0 },
 		{ "max-message-size 1099511627777", 0 }, { "max-recipients 1000000", 1 },
 		{ "max-recipients 1000001", 0 }, { "session-timeout 604801", 0 },
+		{ "filter-timeout 1", 1 }, { "filter-timeout 86400", 1 }, { "filter-timeout 0", 0 },
+		{ "filter-timeout 86401", 0 },
 	};
 	char text[128];
 
@@ -343,6 +364,60 @@ START_TEST(map_stands_for_its_file_only)
 }
 END_TEST
 
+/* -C FILE into c: config_compile's result. */
+static int
+compile_str(const char *text)
+{
+	config_free(&c);
+	config_init(&c);
+	write_file(text, strlen(text));
+	c.config_file = file;
+	c.compile = true;
+	return config_compile(&c);
+}
+
+/*
+ * -C checks that the filter program is an executable file (a session does
+ * not: there it is 451 4.7.1 per message); the filter line reaches a
+ * session through the map as it was written.
+ */
+START_TEST(compile_checks_the_filter_and_keeps_it)
+{
+	char text[512], prog[160], want[400];
+	FILE *f;
+
+	make_top();
+	snprintf(prog, sizeof(prog), "%s/check", top);
+	snprintf(text, sizeof(text), "maildir /m\nfilter %s -p 7830\nfilter-timeout 7\n", prog);
+	ck_assert_int_eq(compile_str(text), -1);
+	snprintf(want, sizeof(want), "%s line 2: filter %s: No such file or directory", file, prog);
+	ck_assert_str_eq(c.error, want);
+	f = fopen(prog, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(prog, 0644), 0);
+	ck_assert_int_eq(compile_str(text), -1);
+	snprintf(want, sizeof(want), "%s line 2: filter %s: not an executable file", file, prog);
+	ck_assert_str_eq(c.error, want);
+	ck_assert_int_eq(compile_str("maildir /m\nfilter /\n"), -1);
+	ck_assert_ptr_nonnull(strstr(c.error, "line 2: filter /: not an executable file"));
+	ck_assert_int_eq(chmod(prog, 0755), 0);
+	ck_assert_msg(compile_str(text) == 0, "%s", c.error);
+
+	config_free(&c);
+	config_init(&c);
+	c.config_file = file;
+	ck_assert_int_eq(config_load(&c), 0);
+	ck_assert_ptr_nonnull(c.routes.map);
+	ck_assert_str_eq(c.session.filter[0], prog);
+	ck_assert_str_eq(c.session.filter[1], "-p");
+	ck_assert_str_eq(c.session.filter[2], "7830");
+	ck_assert_ptr_null(c.session.filter[3]);
+	ck_assert_uint_eq(c.session.filter_timeout, 7);
+	remove_top();
+}
+END_TEST
+
 static Suite *
 config_suite(void)
 {
@@ -357,6 +432,7 @@ config_suite(void)
 	tcase_add_test(tc, proxy_keys);
 	tcase_add_test(tc, numbers_within_bounds);
 	tcase_add_test(tc, map_stands_for_its_file_only);
+	tcase_add_test(tc, compile_checks_the_filter_and_keeps_it);
 	suite_add_tcase(s, tc);
 	return s;
 }

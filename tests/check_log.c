@@ -87,6 +87,17 @@ START_TEST(client_text_is_quoted)
 }
 END_TEST
 
+/* Inside quotes a sentence keeps its blanks and =; a quote still cannot end the field. */
+START_TEST(quoted_text_keeps_blanks)
+{
+	const char text[] = "Spam (score=9.9)\t\"x\" \\";
+
+	ck_assert_str_eq(log_quote_text(text, sizeof(text) - 1),
+	    "Spam (score=9.9)\\x09\\x22x\\x22 \\x5c");
+	ck_assert_str_eq(log_quote("a b=c", 5), "a\\x20b\\x3dc");
+}
+END_TEST
+
 static Suite *
 log_suite(void)
 {
@@ -99,6 +110,7 @@ log_suite(void)
 	tcase_add_test(tc, odd_shapes_stop_the_fields);
 	tcase_add_test(tc, limits_are_kept);
 	tcase_add_test(tc, client_text_is_quoted);
+	tcase_add_test(tc, quoted_text_keeps_blanks);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 
@@ -594,7 +595,7 @@ START_TEST(table_rules_count_one_error_each)
 END_TEST
 
 /*
- * Storage at chunk boundaries (issue 12): the message cut in two at every
+ * Storage at chunk boundaries (RFC 3030): the message cut in two at every
  * position (of a CRLF, right after a bare CR, inside a UTF-8 sequence),
  * read whole and one byte per read, is stored as if sent in one piece.
  */
@@ -653,6 +654,242 @@ START_TEST(bdat_mail_loop_is_refused)
 }
 END_TEST
 
+/*
+ * Content filters: a sh script in the test's directory ($D),
+ * run by the session as smtpd runs it, for every message of the run.
+ */
+static char filter_path[128];
+static char *filter_argv[] = { filter_path, NULL };
+
+static void
+use_filter(struct harness *h, const char *body)
+{
+	char script[2048];
+	int n = snprintf(script, sizeof(script), "#!/bin/sh\nD=%s\n%s\n", h->dir, body);
+	FILE *f;
+
+	ck_assert(n > 0 && (size_t)n < sizeof(script));
+	snprintf(filter_path, sizeof(filter_path), "%s/filter", h->dir);
+	f = fopen(filter_path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(script, 1, (size_t)n, f), (size_t)n);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(chmod(filter_path, 0755), 0);
+	h->cfg.filter = filter_argv;
+	h->cfg.filter_timeout = 30;
+}
+
+/* A session on input with the sh filter body. */
+static void
+run_filtered(struct harness *h, const char *body, const char *input)
+{
+	harness_init(h);
+	use_filter(h, body);
+	routes_finish(&h->routes);
+	run_string(h, input);
+}
+
+/* dir/name, NUL-terminated (a static buffer), or NULL. */
+static const char *
+read_in(const struct harness *h, const char *name)
+{
+	static char buf[8192];
+	char path[256];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", h->dir, name);
+	if ((f = fopen(path, "r")) == NULL)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+START_TEST(filter_fields_follow_our_received_line)
+{
+	struct harness h;
+	char *m, seen[8192];
+	const char *field = "X-Spam-Status: No, score=0.1\n\tfolded\n", *at;
+	size_t len, k;
+
+	run_filtered(&h, "cat >$D/seen\nprintf 'X-Spam-Status: No, score=0.1\\r\\n\\tfolded\\n'",
+	    EHLO MAIL RCPT "DATA\r\nSubject: hi\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+	ck_assert_msg(strncmp(harness_reply(&h, 5), "250 2.0.0 ", 10) == 0, "%s",
+	    harness_reply(&h, 5));
+	ck_assert_ptr_nonnull(read_in(&h, "seen"));
+	snprintf(seen, sizeof(seen), "%s", read_in(&h, "seen"));
+	m = harness_message(&h, NULL, &len);
+	ck_assert_ptr_nonnull(m);
+	/* Stored = what the filter read, with its fields between Received and Subject. */
+	ck_assert_uint_eq(len, strlen(seen) + strlen(field));
+	at = strstr(m, field);
+	ck_assert_ptr_nonnull(at);
+	k = (size_t)(at - m);
+	ck_assert(memcmp(m, seen, k) == 0 && strcmp(m + k + strlen(field), seen + k) == 0);
+	ck_assert_ptr_nonnull(strstr(seen, "\nReceived: from c.example"));
+	ck_assert_msg(strncmp(seen + k - 1, "\nSubject: hi\n\nbody\n", 19) == 0, "%s", m);
+	ck_assert_int_eq(harness_count(&h, "tmp"), 0);
+	free(m);
+	harness_finish(&h);
+}
+END_TEST
+
+START_TEST(filter_environment_describes_the_transaction)
+{
+	struct harness h;
+	const char *env;
+	char want[128];
+
+	run_filtered(&h, "env >$D/env\nwc -c >$D/size",
+	    "HELO c(x)\r\nMAIL FROM:<>\r\n" RCPT "RCPT TO:<C@example.org>\r\nDATA\r\nhi\r\n.\r\n");
+	ck_assert_msg(strncmp(harness_reply(&h, 6), "250 2.0.0 ", 10) == 0, "%s",
+	    harness_reply(&h, 6));
+	env = read_in(&h, "env");
+	ck_assert_ptr_nonnull(env);
+	ck_assert_ptr_nonnull(strstr(env, "SMTPD_FROM=<>\n"));
+	ck_assert_ptr_nonnull(strstr(env, "SMTPD_RCPTS=<b@example.org>\n<C@example.org>\n"));
+	ck_assert_ptr_nonnull(strstr(env, "SMTPD_HELO=c?x?\n"));
+	ck_assert_ptr_nonnull(strstr(env, "SMTPD_PEER=192.0.2.7\n"));
+	snprintf(want, sizeof(want), "SMTPD_ID=%s\n", harness_reply(&h, 6) + 10);
+	ck_assert_ptr_nonnull(strstr(env, want));
+	ck_assert_ptr_null(strstr(env, "SMTPD_TLS="));
+	snprintf(want, sizeof(want), "SMTPD_SIZE=%ld\n", atol(read_in(&h, "size")));
+	ck_assert_ptr_nonnull(strstr(read_in(&h, "env"), want));
+	harness_finish(&h);
+}
+END_TEST
+
+START_TEST(filter_refusal_is_554_with_its_text)
+{
+	struct harness h;
+
+	run_filtered(&h, "echo 'Spam \"score\" 9.9'\necho second line\nexit 100",
+	    EHLO MAIL RCPT "DATA\r\nbuy\r\n.\r\n" MAIL RCPT "DATA\r\nbuy\r\n.\r\nQUIT\r\n");
+	ck_assert_str_eq(harness_reply(&h, 5), "554 5.7.1 Spam \"score\" 9.9");
+	ck_assert_str_eq(harness_reply(&h, 9), "554 5.7.1 Spam \"score\" 9.9");
+	ck_assert_str_eq(harness_reply(&h, 10), "221 2.0.0 Bye");
+	ck_assert_int_eq(harness_count(&h, "new"), 0);
+	ck_assert_int_eq(harness_count(&h, "tmp"), 0);
+	/* Logged like a delivery, with the reply; not a client error, not "refused". */
+	ck_assert_uint_eq(harness_log_count("filtered peer=192.0.2.7 id="), 2);
+	ck_assert_uint_eq(harness_log_count(
+	    "reply=\"554 5.7.1 Spam \\x22score\\x22 9.9\" filter=\"exit 100\"\n"), 2);
+	ck_assert_uint_eq(harness_log_count("refused "), 0);
+	harness_finish(&h);
+}
+END_TEST
+
+START_TEST(filter_exit_111_is_451_and_nothing_stored)
+{
+	struct harness h;
+
+	run_filtered(&h, "cat >/dev/null\necho 'X-Spam: no'\nexit 111",
+	    EHLO MAIL RCPT "DATA\r\nhi\r\n.\r\nQUIT\r\n");
+	ck_assert_str_eq(harness_reply(&h, 5), "451 4.7.1 Service unavailable - try again later");
+	ck_assert_int_eq(harness_count(&h, "new"), 0);
+	ck_assert_int_eq(harness_count(&h, "tmp"), 0);
+	ck_assert_uint_eq(harness_log_count(
+	    "reply=\"451 4.7.1 Service unavailable - try again later\" filter=\"exit 111\""), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+START_TEST(filter_bad_output_is_451_4_3_0)
+{
+	static const char *const bodies[] = {
+		"echo 'not a header field'",
+		"printf 'X-Injected: a\\r\\rX-Evil: b\\n'",		/* a bare CR */
+		"printf 'X-Unended: a'",
+		"printf 'X-A: a\\n\\nbody\\n'",				/* would end the header */
+		"head -c 200000 /dev/zero | tr '\\0' x",		/* past 64 KiB */
+	};
+
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		struct harness h;
+
+		run_filtered(&h, bodies[i], EHLO MAIL RCPT "DATA\r\nhi\r\n.\r\nQUIT\r\n");
+		ck_assert_msg(strcmp(harness_reply(&h, 5),
+		    "451 4.3.0 Error in content filter; try again later") == 0, "%s: %s", bodies[i],
+		    harness_reply(&h, 5));
+		ck_assert_int_eq(harness_count(&h, "new"), 0);
+		ck_assert_int_eq(harness_count(&h, "tmp"), 0);
+		ck_assert_uint_eq(harness_log_count("filtered "), 1);
+		harness_finish(&h);
+	}
+}
+END_TEST
+
+START_TEST(filter_that_cannot_start_is_451_4_7_1)
+{
+	struct harness h;
+
+	harness_init(&h);
+	use_filter(&h, "exit 0");
+	ck_assert_int_eq(chmod(filter_path, 0644), 0);
+	routes_finish(&h.routes);
+	run_string(&h, EHLO MAIL RCPT "DATA\r\nhi\r\n.\r\nQUIT\r\n");
+	ck_assert_str_eq(harness_reply(&h, 5), "451 4.7.1 Service unavailable - try again later");
+	ck_assert_int_eq(harness_count(&h, "new"), 0);
+	ck_assert_int_eq(harness_count(&h, "tmp"), 0);
+	ck_assert_uint_eq(harness_log_count("filter=\"cannot execute "), 1);
+	harness_finish(&h);
+}
+END_TEST
+
+/* BDAT LAST ends a message as the final dot does: filtered too. */
+START_TEST(filter_judges_bdat_messages)
+{
+	struct harness h;
+	char *m;
+
+	run_filtered(&h, "if grep -q spam; then echo Refused; exit 100; fi\necho 'X-Checked: yes'",
+	    EHLO MAIL RCPT "BDAT 5\r\nham\r\nBDAT 0 LAST\r\n"
+	    MAIL RCPT "BDAT 6 LAST\r\nspam\r\n" "QUIT\r\n");
+	ck_assert_str_eq(harness_reply(&h, 4), "250 2.0.0 5 octets received");
+	ck_assert_msg(strncmp(harness_reply(&h, 5), "250 2.0.0 ", 10) == 0 &&
+	    strstr(harness_reply(&h, 5), "octets") == NULL, "%s", harness_reply(&h, 5));
+	ck_assert_str_eq(harness_reply(&h, 8), "554 5.7.1 Refused");
+	ck_assert_int_eq(harness_count(&h, "new"), 1);
+	m = harness_message(&h, NULL, NULL);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_nonnull(strstr(m, "\nX-Checked: yes\nham\n"));
+	free(m);
+	harness_finish(&h);
+}
+END_TEST
+
+/* One run per message, whatever the number of recipients and Maildirs. */
+START_TEST(filter_runs_once_per_message)
+{
+	struct harness h;
+	char a[256], b[256];
+	char *ma, *mb;
+
+	harness_init(&h);
+	use_filter(&h, "echo run >>$D/runs\necho 'X-Checked: yes'");
+	snprintf(a, sizeof(a), "%s/a", h.dir);
+	snprintf(b, sizeof(b), "%s/b", h.dir);
+	routes_add_mailbox(&h.routes, "a@example.org", a, 1);
+	routes_add_mailbox(&h.routes, "b@example.org", b, 2);
+	routes_add_mailbox(&h.routes, "c@example.org", b, 3);
+	routes_finish(&h.routes);
+	run_string(&h, EHLO MAIL "RCPT TO:<a@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+	    "RCPT TO:<c@example.org>\r\nDATA\r\nhello\r\n.\r\n"
+	    MAIL "RCPT TO:<a@example.org>\r\nDATA\r\nagain\r\n.\r\n");
+	ck_assert_str_eq(read_in(&h, "runs"), "run\nrun\n");
+	mb = harness_message(&h, b, NULL);
+	ck_assert_ptr_nonnull(mb);
+	ck_assert_ptr_nonnull(strstr(mb, "\nX-Checked: yes\nhello\n"));
+	ma = harness_message(&h, a, NULL);
+	ck_assert_ptr_null(ma);	/* two messages there */
+	ck_assert_int_eq(harness_count(&h, "new"), 0);
+	free(mb);
+	harness_finish(&h);
+}
+END_TEST
+
 static Suite *
 session_suite(void)
 {
@@ -683,6 +920,14 @@ session_suite(void)
 	tcase_add_loop_test(tc, bdat_cut_anywhere_is_stored_as_sent, 0,
 	    2 * (int)(sizeof(cut_text) - 2));
 	tcase_add_loop_test(tc, bdat_mail_loop_is_refused, 0, 2);
+	tcase_add_test(tc, filter_fields_follow_our_received_line);
+	tcase_add_test(tc, filter_environment_describes_the_transaction);
+	tcase_add_test(tc, filter_refusal_is_554_with_its_text);
+	tcase_add_test(tc, filter_exit_111_is_451_and_nothing_stored);
+	tcase_add_test(tc, filter_bad_output_is_451_4_3_0);
+	tcase_add_test(tc, filter_that_cannot_start_is_451_4_7_1);
+	tcase_add_test(tc, filter_judges_bdat_messages);
+	tcase_add_test(tc, filter_runs_once_per_message);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""BDAT and max-message-size (issue 12): chunks are streamed to the staged
+"""BDAT and max-message-size (RFC 3030, RFC 1870): chunks are streamed to the staged
 copy in tmp/ as they come, and the chunk that takes the sum of chunk sizes
 over the limit gets 552 and the staged copy is gone at once, before LAST;
 later chunks get 552 too and nothing is staged again. Checked between
