@@ -64,6 +64,12 @@ check: smtpd $(TESTS) tests/fault/fault.so
 	    tests/run-valgrind ./smtpd tests/transcripts/*.txt; \
 	else echo "bench/rss and valgrind: skipped for SAN=$(SAN)"; fi
 
+# Not part of check: the e2e, hostile, fault and crash runners SOAK times
+# in a row (20 unless told), stopping at the first failure (tests/run-soak).
+SOAK ?= 20
+soak: smtpd tests/fault/fault.so
+	tests/run-soak ./smtpd tests/fault/fault.so $(SOAK)
+
 # The fault shim is never built with a sanitizer: it only wraps libc calls.
 tests/fault/fault.so: tests/fault/fault.c
 	$(CC) -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -O2 -g -shared -fPIC \
@@ -162,5 +168,5 @@ clean:
 	rm -f smtpd *.o *.d tests/*.d $(TESTS) .flags tests/fault/fault.so fuzz/fuzz-session fuzz/fuzz-proxy fuzz/fuzz-coverage \
 	    fuzz/coverage.profraw fuzz/coverage.profdata
 
-.PHONY: all check install uninstall asan ubsan clean fuzz-smoke fuzz-coverage
+.PHONY: all check soak install uninstall asan ubsan clean fuzz-smoke fuzz-coverage
 -include *.d

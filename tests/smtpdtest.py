@@ -4,12 +4,17 @@ Every server is started by the test, talks over a pipe, a socketpair or a
 loopback TCP connection, and is waited for (or killed) by its pid. Every
 loop is bounded in count and time. No DNS: names are given explicitly.
 """
+import fcntl
 import os
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 
 SMTPD = os.path.abspath(os.environ.get("SMTPD", "./smtpd"))
@@ -161,27 +166,139 @@ def replies(raw):
     return out
 
 
-def read_until(sock, want, limit=5.0):
-    """Read until `want` (bytes) has been seen or limit seconds pass."""
+def read_until(sock, want, limit=30.0):
+    """Read until `want` (bytes) has been seen, EOF, or limit seconds pass.
+    The limit only bounds a hang: a passing test never reaches it, so it is
+    generous enough for a loaded machine."""
+    before = sock.gettimeout()
     sock.settimeout(0.2)
     buf = b""
     end = time.monotonic() + limit
-    while want not in buf and time.monotonic() < end:
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            continue
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        buf += chunk
+    try:
+        while want not in buf and time.monotonic() < end:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        sock.settimeout(before)
     return buf
 
 
-def read_all(sock, limit=5.0):
+def read_all(sock, limit=30.0):
     """Read until EOF or limit seconds pass."""
     return read_until(sock, b"\0never\0", limit)
+
+
+def write_all(sock, data, chunk=65536):
+    """Write data to sock with plain write(2), waiting in select(2) when it
+    is full, chunk bytes at a time; False when smtpd has gone (EPIPE,
+    ECONNRESET), an outcome, not an error. Not sendall: the socket timeouts
+    that read_until sets switch the shared file's O_NONBLOCK on and off, and
+    a sendall begun under a 0.2 s timeout gives up after 0.2 s whatever
+    smtpd's pace (or spins on EAGAIN when it began without one)."""
+    fd = sock.fileno()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view[:chunk]):]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+        except OSError:
+            return False
+    return True
+
+
+def feed(sock, data, chunk=65536):
+    """write_all from a thread while the caller reads (no deadlock when
+    smtpd's replies fill our buffer); returns the thread."""
+    th = threading.Thread(target=write_all, args=(sock, data, chunk), daemon=True)
+    th.start()
+    return th
+
+
+def send_while_open(sock, data):
+    """sendall, but a server that has rightly gone (after a 421, a stop, an
+    error limit) is an outcome, not an error: returns False when it had."""
+    try:
+        sock.sendall(data)
+        return True
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+
+
+def shut(sock):
+    """We have nothing more to say: EOF for a server that drains our input
+    before it closes (a lingering close), whatever state the socket is in."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def proc_state(pid):
+    """(state letter, system call) of a live process from /proc: state S and
+    a syscall number mean it sleeps in that call; None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    try:	# needs the right to trace pid: ours as its parent, or root
+        with open("/proc/%d/syscall" % pid) as f:
+            call = f.read().split()[0]
+    except (OSError, IndexError):
+        call = "?"
+    return state, call
+
+
+def unread(sock):
+    """Bytes we sent on sock that the other end has not read yet: SIOCOUTQ
+    on a socketpair (the kernel frees our bytes only once they are read),
+    the peer's receive queue in /proc/net/tcp for loopback TCP, FIONREAD
+    for our end of a pipe (what is in the pipe)."""
+    if not isinstance(sock, socket.socket):
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+    if sock.family == socket.AF_UNIX:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    mine, theirs = sock.getsockname()[1], sock.getpeername()[1]
+    total = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(name) as f:
+            next(f)
+            for line in f:
+                w = line.split()
+                if (int(w[1].rsplit(":", 1)[1], 16) == theirs and
+                        int(w[2].rsplit(":", 1)[1], 16) == mine):
+                    total += int(w[4].split(":")[1], 16)
+    return total
+
+
+def wait_idle(pid, sock=None, limit=30.0):
+    """Wait until smtpd has read all we sent on sock (a socket, or our end of
+    its stdin pipe) and sleeps in a system
+    call: it waits for more input (or to write, if we do not read). The
+    observable moment a test means by "while idle" or "mid-DATA"; a bounded
+    poll of /proc, never a guessed sleep."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        st = proc_state(pid)
+        if st is None or st[0] == "Z":
+            raise Failed("pid %d ended while we waited for it to be idle" % pid)
+        if st[0] == "S" and st[1] != "running" and (sock is None or unread(sock) == 0):
+            # Twice in a row: a sleep on the way to the wait (a page of the
+            # binary read in, say) must not pass for the wait itself.
+            time.sleep(0.005)
+            st = proc_state(pid)
+            if st is not None and st[0] == "S" and (sock is None or unread(sock) == 0):
+                return
+        time.sleep(0.002)
+    raise Failed("pid %d not idle within %.0f s: %r" % (pid, limit, proc_state(pid)))
 
 
 def wait(p, limit):

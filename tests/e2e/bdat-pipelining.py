@@ -69,7 +69,7 @@ def main():
         except OSError:
             pass	# gone already: the replies above say why
         end = read_until(ours, rb"Bye\r\n$")
-        p.wait(timeout=10)
+        p.wait(timeout=60)
         if not problems and end != b"221 2.0.0 Bye\r\n":
             problems.append("end: %r" % end)
         with open(trace) as f:

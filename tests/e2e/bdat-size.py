@@ -18,7 +18,7 @@ TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 def one_reply(c):
     got = b""
     while not got.endswith(b"\r\n"):
-        more = t.read_until(c, b"\r\n", 5)
+        more = t.read_until(c, b"\r\n", 30)
         if not more:
             break
         got += more
@@ -47,7 +47,7 @@ def staged_copy_dropped_at_once():
                 data[:12], box.files("tmp")))
         c.sendall(b"QUIT\r\n")
         t.read_all(c)
-        check(t.wait(p, 10) == 0, "exit status")
+        check(t.wait(p, 30) == 0, "exit status")
         check(box.files("new") == [] and box.files("tmp") == [], "files left")
     finally:
         c.close()

@@ -115,7 +115,7 @@ class Replies:
                 if b"\r\n" in self.buf:       # a continuation line
                     self.buf = self.buf.split(b"\r\n", 1)[1]
                     continue
-                more = t.read_until(self.sock, b"\r\n", 10)
+                more = t.read_until(self.sock, b"\r\n", 30)
                 if not more:
                     raise t.Failed("%s: reply %d: nothing came, want %r" % (self.how, self.n, w))
                 self.buf += more

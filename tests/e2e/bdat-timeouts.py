@@ -6,7 +6,9 @@ that never ends, accepted or being discarded after 552. (A chunk that
 stalls is tests/transcripts/bdat-timeout.txt.)
 
 The pacing is generous: 16 KiB every 0.1 s is 64 KiB in 0.4 s against a
-`timeout` of 2 s, so only a server that times the whole chunk cuts it off.
+`timeout` of 4 s, so only a server that times the whole chunk cuts it off
+(our client would have to stall for 3.6 s). Every other bound is a guard
+against a hang, far beyond what a passing run takes.
 """
 import os
 import socket
@@ -25,47 +27,47 @@ BLOCK = LINE * (PIECE // len(LINE)) + b"y" * (PIECE % len(LINE))
 
 
 def paced_sender(c, head, pieces, stop):
-    """Send head, then `pieces` blocks of 16 KiB, one every 0.1 s."""
+    """Send head, then `pieces` blocks of 16 KiB, one every 0.1 s (the pace,
+    not a wait). t.write_all, not sendall: read_until's socket timeouts would
+    make a sendall give up after 0.2 s."""
     def run():
-        try:
-            c.sendall(head)
-            for _ in range(pieces):
-                if stop.is_set():
-                    return
-                c.sendall(BLOCK)
-                time.sleep(0.1)
-        except OSError:
-            pass
+        if not t.write_all(c, head):
+            return
+        for _ in range(pieces):
+            if stop.is_set() or not t.write_all(c, BLOCK):
+                return
+            time.sleep(0.1)
     th = threading.Thread(target=run, daemon=True)
     th.start()
     return th
 
 
 def steady_chunk_outlasts_timeout():
-    """A 640 KiB chunk over 4 s, `timeout` 2 s: delivered."""
-    box = t.Box(timeout=2)
+    """A 960 KiB chunk over 6 s, `timeout` 4 s: delivered."""
+    box = t.Box(timeout=4)
     p, c = t.spawn_socket(box)
     stop = threading.Event()
     try:
         greeting = t.read_until(c, b"220 ")
-        pieces = 40
+        pieces = 60
         th = paced_sender(c, HELLO + b"BDAT %d LAST\r\n" % (pieces * PIECE), pieces, stop)
         start = time.monotonic()
-        got = t.read_until(c, b"250 2.0.0 ", 20)
+        got = t.read_until(c, b"250 2.0.0 ", 60)
         while got and not got.endswith(b"\r\n"):	# the id's line, which comes last
-            got += t.read_until(c, b"\r\n", 2)
+            got += t.read_until(c, b"\r\n", 30)
         elapsed = time.monotonic() - start
-        th.join(5)
+        th.join(30)
         try:
             c.sendall(b"QUIT\r\n")
         except OSError:
             pass	# the server may rightly have gone: the replies say why
         got += t.read_all(c)
-        t.wait(p, 10)
+        t.shut(c)
+        t.wait(p, 30)
         r = t.replies(greeting + got)
         check(len(r) == 6 and r[4].startswith("250 2.0.0 ") and r[-1] == "221 2.0.0 Bye",
               "replies %r" % r)
-        check(elapsed > 2, "the chunk took %.1f s, not more than the timeout" % elapsed)
+        check(elapsed > 4, "the chunk took %.1f s, not more than the timeout" % elapsed)
         check(len(box.messages()) == 1, "delivered %d" % len(box.messages()))
     finally:
         stop.set()
@@ -83,12 +85,13 @@ def endless_chunk(extra, how):
     try:
         got = t.read_until(c, b"220 ")
         th = paced_sender(c, HELLO + b"BDAT 1000000000000 LAST\r\n", 150, stop)
-        got += t.read_until(c, b"421 ", 12)
+        got += t.read_until(c, b"421 ", 60)
         elapsed = time.monotonic() - start
         stop.set()
-        th.join(5)
-        got += t.read_all(c, 2)
-        status = t.wait(p, 10)
+        th.join(30)
+        t.shut(c)
+        got += t.read_all(c)
+        status = t.wait(p, 30)
         r = t.replies(got)
         check(r and r[-1].startswith("421 4.4.2 "), "%s: replies %r" % (how, r))
         check(elapsed >= 2.95, "%s: 421 after %.1f s, session-timeout is 3 s" % (how, elapsed))

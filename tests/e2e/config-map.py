@@ -7,16 +7,18 @@ a NUL byte, a single-value key given twice, an unreadable map, ...) get
 FILE.cdb with FILE's owner and group; a session uses it only while FILE is
 the file it was compiled from (cp -p or mv of a backup, an edit, a chmod
 all end that) and logs a warning otherwise. The log is read from a
-datagram socket at /dev/log when no syslog owns that path.
+datagram socket at /dev/log when no syslog owns that path; only the lines
+of the session just run count (smtpd[PID]), as any other smtpd on the
+machine logs there too while we hold the path.
 """
 import os
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 SMTPD = os.path.abspath(os.environ.get("SMTPD", "./smtpd"))
 failures = []
@@ -30,7 +32,11 @@ def check(ok, what):
 
 class Syslog:
     """Collect what smtpd sends to /dev/log, when the path is free. A thread
-    drains the socket all the time: a full datagram queue blocks syslog(3)."""
+    drains the socket all the time: a full datagram queue blocks syslog(3).
+    It receives only while holding the lock, and lines() drains what is
+    queued under the same lock: a datagram sent before smtpd exited is in
+    the queue (a send on a datagram socket returns once it is queued), so
+    lines() sees it without waiting for the thread."""
 
     def __init__(self):
         self.sock = None
@@ -43,7 +49,7 @@ class Syslog:
         try:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.sock.bind("/dev/log")
-            self.sock.settimeout(0.1)
+            self.sock.setblocking(False)
         except OSError as e:
             print("note: cannot listen on /dev/log (%s); log lines not checked" % e)
             self.sock = None
@@ -54,20 +60,33 @@ class Syslog:
     def drain(self):
         while not self.stop:
             try:
-                line = self.sock.recv(65536).decode("utf-8", "replace")
-            except socket.timeout:
-                continue
-            except OSError:
+                select.select([self.sock], [], [], 0.1)
+            except (OSError, ValueError):
                 return
             with self.lock:
-                self.got.append(line)
+                self.take()
 
-    def lines(self):
-        """Lines since the last call (smtpd has exited: give the thread a moment)."""
-        time.sleep(0.05)
+    def take(self):
+        """Everything queued now (the caller holds the lock)."""
+        while True:
+            try:
+                self.got.append(self.sock.recv(65536).decode("utf-8", "replace"))
+            except BlockingIOError:
+                return
+            except OSError:
+                return
+
+    def lines(self, pid=None):
+        """Lines since the last call; with pid, only that process's (the
+        session has exited, so all it sent is queued or taken)."""
+        if self.sock is None:
+            return []
         with self.lock:
+            self.take()
             out, self.got = self.got, []
-        return out
+        if pid is None:
+            return out
+        return [l for l in out if "smtpd[%d]:" % pid in l]
 
     def close(self):
         if self.sock is not None:
@@ -78,12 +97,20 @@ class Syslog:
 
 
 def session(args, data=b"QUIT\r\n"):
+    """One smtpd run; its pid stays in session.pid for Syslog.lines."""
     env = dict(os.environ)
     env.pop("JOURNAL_STREAM", None)
     env.pop("LISTEN_FDS", None)
-    p = subprocess.run([SMTPD] + args, input=data, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=20, env=env)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+    p = subprocess.Popen([SMTPD] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    session.pid = p.pid
+    try:
+        out, err = p.communicate(data, timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
 def write(path, text):
@@ -137,7 +164,7 @@ def bad_configs(top, log):
         check(out.startswith("421 4.3.0 ") and expect in out.split("\r\n")[0],
               "%s: reply %r lacks %r" % (what, out, expect))
         if log.sock is not None:
-            got = [l for l in log.lines() if expect in l]
+            got = [l for l in log.lines(session.pid) if expect in l]
             check(len(got) == 1 and "configuration error" in got[0],
                   "%s: log lines %r" % (what, got))
         del before
@@ -184,6 +211,7 @@ def map_session(args, data, conf):
     env.pop("LISTEN_FDS", None)
     p = subprocess.Popen([SMTPD] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env)
+    session.pid = p.pid
     greeting = p.stdout.readline()
     seen = []
     try:
@@ -197,7 +225,7 @@ def map_session(args, data, conf):
             seen += [l.split()[-1] for l in f if len(l.split()) >= 6]
     except OSError:
         pass  # gone already: a 421 greeting
-    out, _ = p.communicate(data, timeout=20)
+    out, _ = p.communicate(data, timeout=60)
     return p.returncode, (greeting + out).decode("utf-8", "replace"), conf + ".cdb" in seen
 
 
@@ -226,7 +254,8 @@ def compiled_map(top, log):
     check("250 2.1.5 Ok" in replies and "550 5.1.1 User unknown" in replies and
           "550 5.7.1 Relay access denied" in replies, "map replies %r" % replies)
     check(delivered(a) == 1 and delivered(b) == 0, "map routed to B, not A")
-    check(not any("run smtpd -C" in l for l in log.lines()), "warning logged for a fresh map")
+    check(not any("run smtpd -C" in l for l in log.lines(session.pid)),
+          "warning logged for a fresh map")
 
     # The file replaced from an older backup: cp -p (same inode, older mtime),
     # mv (another inode), an edit made to look older: each time FILE is
@@ -257,7 +286,7 @@ def compiled_map(top, log):
             check(delivered(b) == before[0] + 1 and delivered(a) == before[1],
                   "%s: not routed by the file" % what)
         if log.sock is not None:
-            got = [l for l in log.lines() if "run smtpd -C" in l]
+            got = [l for l in log.lines(session.pid) if "run smtpd -C" in l]
             check(len(got) == 1 and "warning" in got[0], "%s: stale map warning %r" % (what, got))
         rc, _, _ = session(["-C", conf], b"")
         rc2, out, used = map_session(["-c", conf], RCPTS, conf)
@@ -305,7 +334,7 @@ def map_owner(top):
         os.setgid(mail.pw_gid)
         os.setuid(mail.pw_uid)
     p = subprocess.run([SMTPD, "-c", conf], input=RCPTS, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=20, preexec_fn=become_mail)
+                       stderr=subprocess.PIPE, timeout=60, preexec_fn=become_mail)
     out = p.stdout.decode("utf-8", "replace")
     check(p.returncode == 0 and out.startswith("220 ") and delivered(box) == 1,
           "as user mail: %d %r" % (p.returncode, out[:80]))

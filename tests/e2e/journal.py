@@ -41,7 +41,8 @@ def start_journald():
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True, timeout=10)
     jd = subprocess.Popen([JOURNALD], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-    for _ in range(100):
+    end = time.monotonic() + 30	# a bound against a hang, not an expected time
+    while time.monotonic() < end:
         if os.path.exists("/run/systemd/journal/socket"):
             return jd
         time.sleep(0.05)
@@ -51,15 +52,16 @@ def start_journald():
 
 
 def entries(jd):
-    for _ in range(50):	# journald writes asynchronously: wait for the session end
+    # journald writes asynchronously: wait (bounded) for the session's last entry.
+    end = time.monotonic() + 30
+    while True:
         out = subprocess.run(["journalctl", "-D", "/run/log/journal", "-o", "json",
                               "--no-pager", "SYSLOG_IDENTIFIER=smtpd"],
                              stdout=subprocess.PIPE, timeout=30).stdout
         found = [json.loads(line) for line in out.splitlines() if line.strip()]
-        if any(e.get("SMTPD_EVENT") == "disconnect" for e in found):
+        if any(e.get("SMTPD_EVENT") == "disconnect" for e in found) or time.monotonic() > end:
             return found
         time.sleep(0.1)
-    return found
 
 
 def structured():

@@ -26,14 +26,15 @@ def from_clause(box):
 def over_tcp(host, family, listen, expect, env=None):
     box = Box()
     try:
-        port = launch.free_port(family, host)
-        where = "[%s]:%d" % (listen, port) if ":" in listen else "%s:%d" % (listen, port)
-        argv = ["systemd-socket-activate", "-l", where, "--accept", "--inetd"]
-        for k, v in (env or {}).items():
-            argv += ["-E", "%s=%s" % (k, v)]
-        server = launch.Launcher(argv + [launch.SMTPD, "-c", box.config], port, host, family)
+        def make(port):
+            where = "[%s]:%d" % (listen, port) if ":" in listen else "%s:%d" % (listen, port)
+            argv = ["systemd-socket-activate", "-l", where, "--accept", "--inetd"]
+            for k, v in (env or {}).items():
+                argv += ["-E", "%s=%s" % (k, v)]
+            return argv + [launch.SMTPD, "-c", box.config], None
+        server = launch.Launcher(make, host=host, family=family)
         try:
-            launch.send_smtplib(port, "p@client.example", ["a@example.org"],
+            launch.send_smtplib(server.port, "p@client.example", ["a@example.org"],
                                 b"Subject: peer\r\n\r\nhi\r\n", host=host)
         finally:
             server.stop()

@@ -42,7 +42,7 @@ def main():
     d = tempfile.mkdtemp(prefix="smtpd-writes.")
     trace = os.path.join(d, "trace")
     ours, theirs = socket.socketpair()
-    ours.settimeout(10)
+    ours.settimeout(60)	# a guard against a hang: strace slows smtpd down
     p = subprocess.Popen(["strace", "-qq", "-o", trace, "-e", "trace=write,sendto,sendmsg",
                           SMTPD, "-m", os.path.join(d, "Maildir"), "-h", "mx.example"],
                          stdin=theirs, stdout=theirs, stderr=subprocess.DEVNULL)
@@ -56,7 +56,7 @@ def main():
         group = read_until(ours, b"<CR><LF>.<CR><LF>\r\n")
         ours.sendall(b"Subject: pipelined\r\n\r\nbody\r\n.\r\nQUIT\r\n")
         end = read_until(ours, b"Bye\r\n")
-        p.wait(timeout=10)
+        p.wait(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()

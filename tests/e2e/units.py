@@ -114,12 +114,12 @@ def run_example(argv, box, stderr_is_socket):
     connection on a loopback port; one message through it with swaks."""
     if stderr_is_socket:	# as inetd and systemd's default: fd 2 is the client too
         argv = ["sh", "-c", 'exec "$0" "$@" 2>&1'] + argv
-    port = launch.free_port()
-    server = launch.Launcher(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port,
-                              "--accept", "--inetd"] + argv, port)
+    server = launch.Launcher(lambda port: (["systemd-socket-activate", "-l",
+                                            "127.0.0.1:%d" % port, "--accept", "--inetd"]
+                                           + argv, None))
     try:
         body = launch.message(b"EXAMPLE1", eight_bit=True)
-        launch.send_swaks(port, "ex@client.example", "a@example.org", body)
+        launch.send_swaks(server.port, "ex@client.example", "a@example.org", body)
     finally:
         server.stop()
     launch.expect_delivered(box, [(b"EXAMPLE1", "ex@client.example", launch.stored(body))])
