@@ -32,6 +32,7 @@
 
 /* The headers give the types; every function is reached through dlsym. */
 #include <openssl/core_names.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -67,6 +68,7 @@ static struct {
 	API(SSL_use_certificate);
 	API(SSL_use_PrivateKey);
 	API(SSL_check_private_key);
+	API(SSL_get_certificate);
 	API(SSL_free);
 	API(SSL_set_fd);
 	API(SSL_set_rfd);
@@ -110,12 +112,21 @@ static struct {
 	API(EVP_PKEY_free);
 	API(CRYPTO_free);
 	API(CRYPTO_clear_free);
+	API(BIO_ctrl_pending);
+	API(X509_get0_pubkey);
+	API(EVP_PKEY_get0_type_name);
+	API(OSSL_DECODER_CTX_new_for_pkey);
+	API(OSSL_DECODER_CTX_set_pem_password_cb);
+	API(OSSL_DECODER_from_bio);
+	API(OSSL_DECODER_CTX_free);
 } libcrypto;
 
 /* A PEM file as read before the 220; parsed only when a handshake needs it. */
 struct pem {
 	char	*bytes;		/* NULL once parsed (or never read) */
 	size_t	len;
+	size_t	key_at;		/* key file: where its first private key block starts */
+	bool	key_alone;	/* no public key block before it (see use_key) */
 	char	path[PATH_MAX];
 };
 
@@ -149,7 +160,8 @@ load(void)
 		SYM(libssl, SSL_CTX_set_tlsext_ticket_key_evp_cb),
 		SYM(libssl, SSL_new), SYM(libssl, SSL_ctrl), SYM(libssl, SSL_set_cert_cb),
 		SYM(libssl, SSL_use_certificate), SYM(libssl, SSL_use_PrivateKey),
-		SYM(libssl, SSL_check_private_key), SYM(libssl, SSL_free), SYM(libssl, SSL_set_fd),
+		SYM(libssl, SSL_check_private_key), SYM(libssl, SSL_get_certificate),
+		SYM(libssl, SSL_free), SYM(libssl, SSL_set_fd),
 		SYM(libssl, SSL_set_rfd), SYM(libssl, SSL_set_wfd), SYM(libssl, SSL_set_ex_data),
 		SYM(libssl, SSL_get_ex_data), SYM(libssl, SSL_accept), SYM(libssl, SSL_get_error),
 		SYM(libssl, SSL_read_ex), SYM(libssl, SSL_write_ex), SYM(libssl, SSL_shutdown),
@@ -171,6 +183,11 @@ load(void)
 		SYM(libcrypto, PEM_read_bio_X509), SYM(libcrypto, PEM_read_bio_PrivateKey),
 		SYM(libcrypto, X509_free), SYM(libcrypto, EVP_PKEY_free),
 		SYM(libcrypto, CRYPTO_free), SYM(libcrypto, CRYPTO_clear_free),
+		SYM(libcrypto, BIO_ctrl_pending), SYM(libcrypto, X509_get0_pubkey),
+		SYM(libcrypto, EVP_PKEY_get0_type_name),
+		SYM(libcrypto, OSSL_DECODER_CTX_new_for_pkey),
+		SYM(libcrypto, OSSL_DECODER_CTX_set_pem_password_cb),
+		SYM(libcrypto, OSSL_DECODER_from_bio), SYM(libcrypto, OSSL_DECODER_CTX_free),
 	};
 
 	if (dynlib_load(&ssl_state, "libssl.so.3", ssl_syms,
@@ -363,7 +380,7 @@ is_private_key(const char *name)
  * key file up to its first key, and a certificate file to its end.
  */
 static int
-check_pem(const struct pem *p, bool key, const char *what, char *err, size_t errlen)
+check_pem(struct pem *p, bool key, const char *what, char *err, size_t errlen)
 {
 	BIO *bio = libcrypto.BIO_new_mem_buf(p->bytes, (int)p->len);
 	char *name = NULL, *header = NULL;
@@ -374,11 +391,15 @@ check_pem(const struct pem *p, bool key, const char *what, char *err, size_t err
 	unsigned long e;
 
 	libcrypto.ERR_clear_error();
+	p->key_alone = true;
 	while (bio != NULL && !(key && found) &&
-	    libcrypto.PEM_read_bio(bio, &name, &header, &data, &len) == 1) {
+	    (p->key_at = p->len - libcrypto.BIO_ctrl_pending(bio),
+	    libcrypto.PEM_read_bio(bio, &name, &header, &data, &len)) == 1) {
 		if (key && is_private_key(name))
 			why = strstr(name, "ENCRYPTED") != NULL || strstr(header, "ENCRYPTED") != NULL ?
 			    "encrypted, and smtpd has no passphrase" : NULL;
+		if (strstr(name, "PUBLIC KEY") != NULL)
+			p->key_alone = false;
 		found = found || (key ? is_private_key(name) : is_certificate(name));
 		libcrypto.CRYPTO_free(name, __FILE__, __LINE__);
 		libcrypto.CRYPTO_free(header, __FILE__, __LINE__);
@@ -477,17 +498,58 @@ use_chain(SSL *ssl, const struct pem *p)
 	return ok;
 }
 
-/* The private key, as SSL_use_PrivateKey_file(3) reads it; 1, or 0 with OpenSSL's error. */
+/*
+ * The first private key block alone, decoded as a key of the certificate's
+ * type ("EC", "RSA"): OpenSSL 3.0's decoders then try that type only, 1.4 M
+ * instructions where PEM_read_bio_PrivateKey(3), trying every type, costs
+ * 4.7 M. NULL when it is not one, or not alone (see use_key).
+ */
+static EVP_PKEY *
+read_typed_key(SSL *ssl, const struct pem *p)
+{
+	X509 *cert = libssl.SSL_get_certificate(ssl);
+	EVP_PKEY *pub = cert != NULL ? libcrypto.X509_get0_pubkey(cert) : NULL;
+	const char *type = pub != NULL ? libcrypto.EVP_PKEY_get0_type_name(pub) : NULL;
+	OSSL_DECODER_CTX *dctx;
+	EVP_PKEY *pkey = NULL;
+	BIO *bio;
+
+	if (type == NULL || !p->key_alone ||
+	    (bio = libcrypto.BIO_new_mem_buf(p->bytes + p->key_at, (int)(p->len - p->key_at))) == NULL)
+		return NULL;
+	dctx = libcrypto.OSSL_DECODER_CTX_new_for_pkey(&pkey, "PEM", NULL, type,
+	    EVP_PKEY_KEYPAIR, NULL, NULL);
+	if (dctx == NULL ||
+	    libcrypto.OSSL_DECODER_CTX_set_pem_password_cb(dctx, no_passphrase, NULL) != 1 ||
+	    libcrypto.OSSL_DECODER_from_bio(dctx, bio) != 1) {
+		libcrypto.EVP_PKEY_free(pkey);
+		pkey = NULL;
+	}
+	libcrypto.OSSL_DECODER_CTX_free(dctx);
+	libcrypto.BIO_free(bio);
+	libcrypto.ERR_clear_error();
+	return pkey;
+}
+
+/*
+ * The private key, as SSL_use_PrivateKey_file(3) reads it; 1, or 0 with
+ * OpenSSL's error. That reads blocks up to the first that decodes as a
+ * key, so the typed decoding above gets the same key when no public key
+ * block comes first; anything else (another type, a key that does not
+ * decode) goes the whole way, for the same key or the same error.
+ */
 static int
 use_key(SSL *ssl, const struct pem *p)
 {
-	BIO *bio = libcrypto.BIO_new_mem_buf(p->bytes, (int)p->len);
-	EVP_PKEY *pkey;
+	EVP_PKEY *pkey = read_typed_key(ssl, p);
+	BIO *bio = NULL;
 	int ok;
 
-	if (bio == NULL)
-		return 0;
-	pkey = libcrypto.PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	if (pkey == NULL) {
+		if ((bio = libcrypto.BIO_new_mem_buf(p->bytes, (int)p->len)) == NULL)
+			return 0;
+		pkey = libcrypto.PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	}
 	ok = pkey != NULL && libssl.SSL_use_PrivateKey(ssl, pkey) == 1;
 	libcrypto.EVP_PKEY_free(pkey);
 	libcrypto.BIO_free(bio);

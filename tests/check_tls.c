@@ -759,6 +759,37 @@ START_TEST(resumed_session_parses_neither_file)
 END_TEST
 
 /*
+ * Every way a key file may hold the key serves a full handshake, whether
+ * smtpd decodes it as the certificate's type or the whole way: traditional
+ * EC and RSA blocks, EC PARAMETERS first (openssl ecparam -genkey), the
+ * certificate and the key in one file, a public key block first.
+ */
+START_TEST(key_formats_serve_a_full_handshake)
+{
+	static const char *const make[] = {	/* each writes the new key file on stdout */
+		"openssl pkey -in $K -traditional",
+		"openssl ecparam -name prime256v1 && openssl pkey -in $K -traditional",
+		"cat $C $K",
+		"openssl pkey -in $K -traditional",
+		"openssl pkey -in $K -pubout && cat $K",
+	};
+	const char *kind = _i == 3 ? "rsa" : "ecdsa";
+	struct tls_config cfg = pair_in_work(kind, kind, NULL);
+	SSL_CTX *ctx = client_context(0);
+	char cmd[512];
+	struct report rep;
+	int type;
+
+	ck_assert_int_lt(snprintf(cmd, sizeof(cmd), "K=%s C=%s; (%s) >$K.new && mv $K.new $K",
+	    cfg.key_file, cfg.cert_file, make[_i]), (int)sizeof(cmd));
+	ck_assert_int_eq(system(cmd), 0);
+	SSL_SESSION_free(connect_once(&cfg, ctx, NULL, &rep, &type));
+	ck_assert_int_eq(type, _i == 3 ? EVP_PKEY_RSA : EVP_PKEY_EC);
+	SSL_CTX_free(ctx);
+}
+END_TEST
+
+/*
  * Files that read as PEM but hold a key that is not the certificate's:
  * tls_accept takes them (the 220 goes out) and the full handshake fails,
  * naming the key, with no session for the client.
@@ -979,6 +1010,7 @@ tls_suite(void)
 	tcase_add_loop_test(tc, no_ticket_without_a_key_file, 0, 4);
 	tcase_add_test(tc, renewed_certificate_serves_from_the_next_connection);
 	tcase_add_loop_test(tc, resumed_session_parses_neither_file, 0, 2);
+	tcase_add_loop_test(tc, key_formats_serve_a_full_handshake, 0, 5);
 	tcase_add_loop_test(tc, mismatched_pair_fails_the_full_handshake, 0, 2);
 	tcase_add_loop_test(tc, unusable_pem_gives_no_tls, 0, 4);
 	tcase_add_test(tc, file_names_absolute_or_credentials);
