@@ -190,9 +190,10 @@ load(void)
 		SYM(libcrypto, OSSL_DECODER_from_bio), SYM(libcrypto, OSSL_DECODER_CTX_free),
 	};
 
-	if (dynlib_load(&ssl_state, "libssl.so.3", ssl_syms,
+	/* OpenSSL needs nothing of smtpd, not even its malloc: see dynlib_load_deep. */
+	if (dynlib_load_deep(&ssl_state, "libssl.so.3", ssl_syms,
 	    sizeof(ssl_syms) / sizeof(ssl_syms[0])) == -1 ||
-	    dynlib_load(&crypto_state, "libcrypto.so.3", crypto_syms,
+	    dynlib_load_deep(&crypto_state, "libcrypto.so.3", crypto_syms,
 	    sizeof(crypto_syms) / sizeof(crypto_syms[0])) == -1)
 		return -1;
 	return 0;
