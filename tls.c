@@ -366,12 +366,26 @@ is_certificate(const char *name)
 }
 
 static bool
+ends_with(const char *name, const char *tail)
+{
+	size_t n = strlen(name), k = strlen(tail);
+
+	return n >= k && strcmp(name + n - k, tail) == 0;
+}
+
+/* PKCS #8 "PRIVATE KEY" and the older "RSA PRIVATE KEY", "EC PRIVATE KEY". */
+static bool
 is_private_key(const char *name)
 {
-	size_t n = strlen(name), k = strlen("PRIVATE KEY");
+	return ends_with(name, "PRIVATE KEY");
+}
 
-	/* PKCS #8 "PRIVATE KEY" and the older "RSA PRIVATE KEY", "EC PRIVATE KEY". */
-	return n >= k && strcmp(name + n - k, "PRIVATE KEY") == 0;
+/* PKCS #8 "ENCRYPTED PRIVATE KEY", or RFC 1421's header in an older block. */
+static bool
+is_encrypted(const char *name, const char *header)
+{
+	return strncmp(name, "ENCRYPTED ", 10) == 0 ||
+	    strncmp(header, "Proc-Type: 4,ENCRYPTED", 22) == 0;
 }
 
 /*
@@ -396,10 +410,9 @@ check_pem(struct pem *p, bool key, const char *what, char *err, size_t errlen)
 	while (bio != NULL && !(key && found) &&
 	    (p->key_at = p->len - libcrypto.BIO_ctrl_pending(bio),
 	    libcrypto.PEM_read_bio(bio, &name, &header, &data, &len)) == 1) {
-		if (key && is_private_key(name))
-			why = strstr(name, "ENCRYPTED") != NULL || strstr(header, "ENCRYPTED") != NULL ?
-			    "encrypted, and smtpd has no passphrase" : NULL;
-		if (strstr(name, "PUBLIC KEY") != NULL)
+		if (key && is_private_key(name) && is_encrypted(name, header))
+			why = "encrypted, and smtpd has no passphrase";
+		if (ends_with(name, "PUBLIC KEY"))
 			p->key_alone = false;
 		found = found || (key ? is_private_key(name) : is_certificate(name));
 		libcrypto.CRYPTO_free(name, __FILE__, __LINE__);

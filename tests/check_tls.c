@@ -818,13 +818,13 @@ END_TEST
 
 /*
  * What tls_accept checks before the 220 without parsing: no certificate
- * block, no private key block, an encrypted key, a block that is not
- * base64. Each gives NULL (454 follows) and leaves the socket as it was.
+ * block, no private key block, an encrypted key (PKCS #8, and an older
+ * block with its Proc-Type header), a block that is not base64. Each gives NULL (454 follows) and leaves the socket as it was.
  */
 START_TEST(unusable_pem_gives_no_tls)
 {
 	static const char *const want[] = {
-		"no PEM certificate", "no PEM private key", "encrypted", "certificate ",
+		"no PEM certificate", "no PEM private key", "encrypted", "certificate ", "encrypted",
 	};
 	struct tls_config cfg = pair_in_work("ecdsa", "ecdsa", NULL);
 	char cmd[512], err[256] = "";
@@ -835,9 +835,10 @@ START_TEST(unusable_pem_gives_no_tls)
 		copy_file(cfg.key_file, cfg.cert_file);
 	else if (_i == 1)
 		copy_file(cfg.cert_file, cfg.key_file);
-	else if (_i == 2) {
-		snprintf(cmd, sizeof(cmd), "openssl pkey -in %s -aes256 -passout pass:x -out %s.enc"
-		    " && mv %s.enc %s", cfg.key_file, cfg.key_file, cfg.key_file, cfg.key_file);
+	else if (_i == 2 || _i == 4) {
+		snprintf(cmd, sizeof(cmd), "openssl pkey -in %s %s -aes256 -passout pass:x -out %s.enc"
+		    " && mv %s.enc %s", cfg.key_file, _i == 4 ? "-traditional" : "", cfg.key_file,
+		    cfg.key_file, cfg.key_file);
 		ck_assert_int_eq(system(cmd), 0);
 	} else {
 		ck_assert_ptr_nonnull(f = fopen(cfg.cert_file, "w"));
@@ -1012,7 +1013,7 @@ tls_suite(void)
 	tcase_add_loop_test(tc, resumed_session_parses_neither_file, 0, 2);
 	tcase_add_loop_test(tc, key_formats_serve_a_full_handshake, 0, 5);
 	tcase_add_loop_test(tc, mismatched_pair_fails_the_full_handshake, 0, 2);
-	tcase_add_loop_test(tc, unusable_pem_gives_no_tls, 0, 4);
+	tcase_add_loop_test(tc, unusable_pem_gives_no_tls, 0, 5);
 	tcase_add_test(tc, file_names_absolute_or_credentials);
 	tcase_add_test(tc, tcp_connection_becomes_nonblocking_without_nagle);
 	tcase_add_test(tc, rotation_creates_shifts_and_keeps_owner);
