@@ -13,7 +13,9 @@ one throw-away CA (tests/make-test-ca):
     instructions of each (callgrind, exec to exit);
   - the plain session of the commit that wired STARTTLS in, of its parent
     and of this tree (bench/tls builds the first two): exec-to-greeting and
-    peak RSS (bench/probe, interleaved), instructions (callgrind).
+    peak RSS (bench/probe, interleaved), instructions (callgrind);
+  - with bench/tls TLS_BEFORE=COMMIT, that commit's smtpd beside this
+    tree's in every TLS figure above, started and measured in turn with it.
 The machine's page-fault and system-call costs (bench/machine.c) and its
 load come first. Reuses bench.py's Postfix set-up, server start and stop,
 Maildirs, probe and callgrind; every server is started here and stopped by
@@ -38,6 +40,7 @@ ROOT = "/var/tmp/smtpd-bench-tls"
 B.ROOT, B.BIN, B.MAIL, B.USED = ROOT, ROOT + "/bin", ROOT + "/mail", ROOT + "/used"
 BIN = B.BIN
 CA = ROOT + "/ca"
+BEFORE = BIN + "/smtpd-tlsbefore"	# built by bench/tls when TLS_BEFORE is set
 KINDS = ("ecdsa", "rsa")
 MSG_SIZE = 4096
 CONCURRENCY = 8
@@ -94,12 +97,12 @@ def smtpd_conf(kind):
     return path
 
 
-def start_smtpd(kind, port):
-    t = "smtpd-" + kind
+def start_smtpd(kind, port, who="smtpd", binary=BIN + "/smtpd"):
+    t = who + "-" + kind
     B.fresh_maildir(t)
     # -R -H -l: no ident, no reverse DNS, no local name look-up (as bench.py).
     B.start(t, ["tcpserver", "-R", "-H", "-l", B.DOMAIN, "-c", "100", "127.0.0.1", str(port),
-                BIN + "/smtpd", "-c", smtpd_conf(kind), "-m", B.maildir(t)])
+                binary, "-c", smtpd_conf(kind), "-m", B.maildir(t)])
     B.wait_port(port, t)
 
 
@@ -312,6 +315,11 @@ def main():
     B.sh([BIN + "/smtpd", "-T", ROOT + "/ticket-keys"])
 
     res = {"start": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    before = None
+    if os.path.exists(BEFORE):
+        with open(ROOT + "/tlsbefore-rev") as f:
+            before = f.read().strip()
+    res["before"] = before
     load = Load()
     log("machine: page fault and system call cost")
     res["machine"] = [tuple(float(x) for x in subprocess.run(
@@ -325,10 +333,13 @@ def main():
             start_smtpd(kind, ports["smtpd-" + kind])
             ports["postfix-" + kind] = free_port()
             masters[kind] = start_postfix(kind, ports["postfix-" + kind])
+            if before:
+                ports["before-" + kind] = free_port()
+                start_smtpd(kind, ports["before-" + kind], "before", BEFORE)
         runs = {}
         for rep in range(reps):
             for kind in KINDS:
-                targets = ["smtpd-" + kind, "postfix-" + kind]
+                targets = ["smtpd-" + kind, "postfix-" + kind] + (["before-" + kind] if before else [])
                 if rep % 2:
                     targets.reverse()
                 for resume in (False, True):
@@ -338,7 +349,7 @@ def main():
                         log("%-14s %-7s rep %d: %.1f conn/s (tlsload %.1f), %d resumed"
                             % (t, "resumed" if resume else "full", rep + 1, r[0], r[1], r[2]))
                 if kind == "ecdsa":	# the plain path is the same for both keys
-                    for t in targets:
+                    for t in [x for x in targets if not x.startswith("before-")]:
                         r = w1_plain(t, ports[t], n)
                         runs.setdefault((t, "plain"), []).append((r, r, 0))
                         log("%-14s plain   rep %d: %.1f conn/s" % (t, rep + 1, r))
@@ -350,6 +361,10 @@ def main():
     log("one session: peak RSS, TLS and plain")
     md = B.fresh_maildir("rss")
     new_tls = {k: [BIN + "/smtpd", "-c", smtpd_conf(k), "-m", md] for k in KINDS}
+    builds = [("", new_tls)]
+    if before:
+        builds.append(("before (%s): " % before,
+                       {k: [BEFORE, "-c", smtpd_conf(k), "-m", md] for k in KINDS}))
     rev = {v: open("%s/%s-rev" % (ROOT, v)).read().strip() for v in ("base", "wired")}
     # The plain session of each build: with no TLS configured, and with TLS
     # configured but never used (EHLO offers it, the client never says
@@ -375,9 +390,10 @@ def main():
     for _ in range(k):
         for name, argv in plain:
             one("plain, " + name, argv, False)
-        for kind in KINDS:
-            first = one("STARTTLS %s, full handshake" % kind, new_tls[kind], True)
-            one("STARTTLS %s, resumed" % kind, new_tls[kind], True, first["session"])
+        for label, argvs in builds:
+            for kind in KINDS:
+                first = one(label + "STARTTLS %s, full handshake" % kind, argvs[kind], True)
+                one(label + "STARTTLS %s, resumed" % kind, argvs[kind], True, first["session"])
     res["rss"], res["usage"] = rss, usage
 
     log("plain session: exec-to-greeting and peak RSS (probe), interleaved")
@@ -397,18 +413,19 @@ def main():
     for i, (name, argv) in enumerate(plain):
         total, by_obj, _ = B.callgrind(argv, "plain-%d" % i)
         cg["plain, " + name] = (total, by_obj)
-    for kind in KINDS:
-        out = "%s/callgrind.tls-%s" % (ROOT, kind)
-        first = {}
-        session_rss(new_tls[kind], True, valgrind_out=out, keep=first)
-        cg["STARTTLS " + kind + ", full handshake"] = B.self_cost_by_object(out)
-        out += "-resumed"
-        again = {}
-        session_rss(new_tls[kind], True, valgrind_out=out, resume=first["session"], keep=again)
-        if not again["reused"]:
-            raise RuntimeError("%s: the ticket was not taken" % kind)
-        cg["STARTTLS " + kind + ", resumed (ticket of another process)"] = \
-            B.self_cost_by_object(out)
+    for label, argvs in builds:
+        for kind in KINDS:
+            out = "%s/callgrind.tls-%s%s" % (ROOT, "before-" if label else "", kind)
+            first = {}
+            session_rss(argvs[kind], True, valgrind_out=out, keep=first)
+            cg[label + "STARTTLS " + kind + ", full handshake"] = B.self_cost_by_object(out)
+            out += "-resumed"
+            again = {}
+            session_rss(argvs[kind], True, valgrind_out=out, resume=first["session"], keep=again)
+            if not again["reused"]:
+                raise RuntimeError("%s: the ticket was not taken" % kind)
+            cg[label + "STARTTLS " + kind + ", resumed (ticket of another process)"] = \
+                B.self_cost_by_object(out)
     res["callgrind"] = cg
     load.end()
     res["load"] = load
@@ -439,35 +456,46 @@ def report(args, res, reps, n):
         max(ld.samples) if ld.samples else "?"))
     p("")
     p("## W1 through STARTTLS: connections (one 4 KiB message each) per second until all in new/\n")
+    bf = res["before"]
     p("| certificate | handshake | smtpd, median (min–max) | Postfix, median (min–max) "
-      "| smtpd / Postfix | resumed of %d (smtpd, Postfix) |" % n)
-    p("|---|---|---|---|---|---|")
+      "| smtpd / Postfix | resumed of %d (smtpd, Postfix) |" % n +
+      (" smtpd before (%s), median (min–max) | before / Postfix | smtpd / before |" % bf
+       if bf else ""))
+    p("|---|---|---|---|---|---|" + ("---|---|---|" if bf else ""))
     runs = res["runs"]
     for kind in KINDS:
         for resume in (False, True):
             s = runs[("smtpd-" + kind, resume)]
             q = runs[("postfix-" + kind, resume)]
+            extra = ""
+            if bf:
+                b = runs[("before-" + kind, resume)]
+                extra = " %s | %.2f | %.2f |" % (
+                    rng([r[0] for r in b], "%.1f"), med([r[0] for r in b]) / med([r[0] for r in q]),
+                    med([r[0] for r in s]) / med([r[0] for r in b]))
             p("| %s | %s | %s | %s | %.2f | %d, %d |" % (
                 "ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
                 "resumed (ticket)" if resume else "full",
                 rng([r[0] for r in s], "%.1f"), rng([r[0] for r in q], "%.1f"),
                 med([r[0] for r in s]) / med([r[0] for r in q]),
-                med([r[2] for r in s]), med([r[2] for r in q])))
+                med([r[2] for r in s]), med([r[2] for r in q])) + extra)
     s = runs[("smtpd-ecdsa", "plain")]
     q = runs[("postfix-ecdsa", "plain")]
     p("| (none) | plain W1, no STARTTLS (smtp-source) | %s | %s | %.2f | |" % (
         rng([r[0] for r in s], "%.1f"), rng([r[0] for r in q], "%.1f"),
-        med([r[0] for r in s]) / med([r[0] for r in q])))
+        med([r[0] for r in s]) / med([r[0] for r in q])) + (" | | |" if bf else ""))
     p("")
-    p("| certificate | resumed / full, smtpd | resumed / full, Postfix |")
-    p("|---|---|---|")
+    p("| certificate | resumed / full, smtpd | resumed / full, Postfix |" +
+      (" resumed / full, smtpd before |" if bf else ""))
+    p("|---|---|---|" + ("---|" if bf else ""))
     for kind in KINDS:
         ratio = {}
-        for t in ("smtpd-", "postfix-"):
+        for t in ("smtpd-", "postfix-") + (("before-",) if bf else ()):
             ratio[t] = (med([r[0] for r in runs[(t + kind, True)]]) /
                         med([r[0] for r in runs[(t + kind, False)]]))
         p("| %s | %.2f | %.2f |" % ("ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
-                                    ratio["smtpd-"], ratio["postfix-"]))
+                                    ratio["smtpd-"], ratio["postfix-"]) +
+          (" %.2f |" % ratio["before-"] if bf else ""))
     p("")
     p("## One session: peak RSS (VmHWM once the 4 KiB message is accepted), CPU, page faults\n")
     p("| session | peak RSS KiB, median (min–max) | CPU ms (user+sys), median "
