@@ -90,6 +90,48 @@ class Load:
 
 # ---------------------------------------------------------------- servers
 
+SERVERS = {}	# target: the pid of its tcpserver or Postfix master
+
+
+def tree_cpu_ms(root):
+    """User and system time (ms) of root and every descendant, alive or
+    reaped (cutime, cstime): what the server spent, whatever else ran."""
+    procs, kids = {}, {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        w = st[st.rindex(")") + 2:].split()	# w[0] is field 3 of proc(5)
+        procs[int(pid)] = sum(int(x) for x in w[11:15])	# utime stime cutime cstime
+        kids.setdefault(int(w[1]), []).append(int(pid))
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        total += procs.get(p, 0)
+        todo.extend(kids.get(p, []))
+    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def children_gone(root, deadline):
+    """Wait (bounded) until tcpserver has reaped every smtpd it started."""
+    while time.monotonic() < deadline:
+        if not [p for p in os.listdir("/proc") if p.isdigit() and parent_of(p) == root]:
+            return
+        time.sleep(0.01)
+
+
+def parent_of(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            st = f.read()
+        return int(st[st.rindex(")") + 2:].split()[1])
+    except (OSError, ValueError):
+        return None
+
 def smtpd_conf(kind):
     path = "%s/smtpd-%s.conf" % (ROOT, kind)
     B.write(path, "hostname %s\nmax-message-size %d\ntls-cert %s/%s.pem\ntls-key %s/%s.key\n"
@@ -101,8 +143,9 @@ def start_smtpd(kind, port, who="smtpd", binary=BIN + "/smtpd"):
     t = who + "-" + kind
     B.fresh_maildir(t)
     # -R -H -l: no ident, no reverse DNS, no local name look-up (as bench.py).
-    B.start(t, ["tcpserver", "-R", "-H", "-l", B.DOMAIN, "-c", "100", "127.0.0.1", str(port),
-                binary, "-c", smtpd_conf(kind), "-m", B.maildir(t)])
+    p = B.start(t, ["tcpserver", "-R", "-H", "-l", B.DOMAIN, "-c", "100", "127.0.0.1",
+                    str(port), binary, "-c", smtpd_conf(kind), "-m", B.maildir(t)])
+    SERVERS[t] = p.pid
     B.wait_port(port, t)
 
 
@@ -122,6 +165,7 @@ def start_postfix(kind, port):
     p = B.start(t, ["/usr/lib/postfix/sbin/master", "-d", "-c", B.PF + "/etc"],
                 env={"MAIL_CONFIG": B.PF + "/etc"})
     B.wait_port(port, t)
+    SERVERS[t] = p.pid
     return p
 
 
@@ -150,8 +194,9 @@ def postfix_smtpd_rss(master_pid):
 
 def w1(target, port, n, resume):
     """One run: (connections per second until all n are in new/, by tlsload's
-    own exit, handshakes resumed)."""
+    own exit, handshakes resumed, the server's CPU ms per connection)."""
     d = B.fresh_maildir(target)
+    cpu0 = tree_cpu_ms(SERVERS[target])
     argv = [BIN + "/tlsload", "-n", str(n), "-c", str(CONCURRENCY), "-s", str(MSG_SIZE),
             "-h", B.CLIENT] + (["-r"] if resume else []) + ["127.0.0.1", str(port)]
     t0 = time.monotonic()
@@ -167,8 +212,11 @@ def w1(target, port, n, resume):
             raise RuntimeError("%s: only %d of %d delivered" % (target, B.count_new(d), n))
         time.sleep(0.01)
     t_done = time.monotonic() - t0
+    if not target.startswith("postfix-"):	# its smtpd processes stay for the next run
+        children_gone(SERVERS[target], time.monotonic() + B.RUN_TIMEOUT)
+    cpu = (tree_cpu_ms(SERVERS[target]) - cpu0) / n
     resumed = int(out.split(" resumed")[0].rsplit(" ", 1)[1])
-    return n / t_done, n / t_src, resumed
+    return n / t_done, n / t_src, resumed, cpu
 
 
 def w1_plain(target, port, n):
@@ -346,12 +394,13 @@ def main():
                     for t in targets:
                         r = w1(t, ports[t], n, resume)
                         runs.setdefault((t, resume), []).append(r)
-                        log("%-14s %-7s rep %d: %.1f conn/s (tlsload %.1f), %d resumed"
-                            % (t, "resumed" if resume else "full", rep + 1, r[0], r[1], r[2]))
+                        log("%-14s %-7s rep %d: %.1f conn/s (tlsload %.1f), %d resumed, "
+                            "server %.2f CPU ms per connection"
+                            % (t, "resumed" if resume else "full", rep + 1, r[0], r[1], r[2], r[3]))
                 if kind == "ecdsa":	# the plain path is the same for both keys
                     for t in [x for x in targets if not x.startswith("before-")]:
                         r = w1_plain(t, ports[t], n)
-                        runs.setdefault((t, "plain"), []).append((r, r, 0))
+                        runs.setdefault((t, "plain"), []).append((r, r, 0, 0))
                         log("%-14s plain   rep %d: %.1f conn/s" % (t, rep + 1, r))
         res["runs"] = runs
         res["postfix_rss"] = {k: postfix_smtpd_rss(m.pid) for k, m in masters.items()}
@@ -496,6 +545,21 @@ def report(args, res, reps, n):
         p("| %s | %.2f | %.2f |" % ("ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
                                     ratio["smtpd-"], ratio["postfix-"]) +
           (" %.2f |" % ratio["before-"] if bf else ""))
+    p("")
+    p("Server CPU per connection: user and system time of the server's processes "
+      "(tcpserver and every smtpd it started; Postfix's master and all its children) "
+      "over a W1 run, divided by its connections, median of the runs; unlike the rates "
+      "above it hardly moves with the other work on the machine.\n")
+    p("| certificate | handshake | smtpd, CPU ms | Postfix, CPU ms |" +
+      (" smtpd before (%s), CPU ms |" % bf if bf else ""))
+    p("|---|---|---|---|" + ("---|" if bf else ""))
+    for kind in KINDS:
+        for resume in (False, True):
+            cells = [med([r[3] for r in runs[(t + kind, resume)]])
+                     for t in ("smtpd-", "postfix-") + (("before-",) if bf else ())]
+            p("| %s | %s | " % ("ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
+                                "resumed (ticket)" if resume else "full") +
+              " | ".join("%.2f" % c for c in cells) + " |")
     p("")
     p("## One session: peak RSS (VmHWM once the 4 KiB message is accepted), CPU, page faults\n")
     p("| session | peak RSS KiB, median (min–max) | CPU ms (user+sys), median "
