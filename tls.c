@@ -407,14 +407,21 @@ check_pem(struct pem *p, bool key, const char *what, char *err, size_t errlen)
 
 	libcrypto.ERR_clear_error();
 	p->key_alone = true;
-	while (bio != NULL && !(key && found) &&
-	    (p->key_at = p->len - libcrypto.BIO_ctrl_pending(bio),
-	    libcrypto.PEM_read_bio(bio, &name, &header, &data, &len)) == 1) {
-		if (key && is_private_key(name) && is_encrypted(name, header))
-			why = "encrypted, and smtpd has no passphrase";
-		if (ends_with(name, "PUBLIC KEY"))
+	while (bio != NULL && !(key && found)) {
+		size_t at = p->len - libcrypto.BIO_ctrl_pending(bio);	/* where this block starts */
+
+		if (libcrypto.PEM_read_bio(bio, &name, &header, &data, &len) != 1)
+			break;
+		if (key && is_private_key(name)) {
+			p->key_at = at;
+			found = true;
+			if (is_encrypted(name, header))
+				why = "encrypted, and smtpd has no passphrase";
+		} else if (key && ends_with(name, "PUBLIC KEY")) {
 			p->key_alone = false;
-		found = found || (key ? is_private_key(name) : is_certificate(name));
+		} else if (!key && is_certificate(name)) {
+			found = true;
+		}
 		libcrypto.CRYPTO_free(name, __FILE__, __LINE__);
 		libcrypto.CRYPTO_free(header, __FILE__, __LINE__);
 		libcrypto.CRYPTO_clear_free(data, (size_t)len, __FILE__, __LINE__);
@@ -575,8 +582,9 @@ use_key(SSL *ssl, const struct pem *p)
  * handshake needs one, after the ClientHello and never when it resumes a
  * session (TLS 1.2 ticket or TLS 1.3 PSK: OpenSSL 3.0 calls it only when
  * the session is not a resumed one), so a resumed session parses neither
- * file: 8.8 M instructions of 26 M. Called again after a HelloRetryRequest,
- * with nothing left to do. 1, or 0 to fail the handshake with t->error set.
+ * file: 5.5 M instructions of a 21.7 M session with ECDSA. Called again
+ * after a HelloRetryRequest, with nothing left to do. 1, or 0 to fail the
+ * handshake with t->error set.
  */
 static int
 use_pair(SSL *ssl, void *arg)
