@@ -22,4 +22,13 @@ struct dynlib_symbol {
  */
 int dynlib_load(int *state, const char *file, const struct dynlib_symbol *syms, size_t n);
 
+/*
+ * The same, with the library's symbol references bound to itself and its
+ * own dependencies before the program's (RTLD_DEEPBIND): for a large
+ * library that needs nothing of the program. Not under AddressSanitizer,
+ * which refuses it.
+ */
+int dynlib_load_deep(int *state, const char *file, const struct dynlib_symbol *syms,
+    size_t n);
+
 #endif

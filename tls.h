@@ -43,11 +43,16 @@ int tls_resolve_file(const char *name, char *path, size_t size, char *err, size_
 /*
  * Get ready to be the TLS server on the connection (in_fd and out_fd may
  * be the same socket): loads the libraries and reads the certificate chain
- * and key now, so a renewed certificate serves from the next connection
- * on. Neither descriptor is touched, so this comes before "220 Ready to
- * start TLS": NULL with the reason in err means the session answers
- * 454 4.7.0 and goes on in plain text. On success err is empty, or says
- * why session tickets are off for this connection (a warning to log).
+ * and key files now, so a renewed certificate serves from the next
+ * connection on, and checks that they are PEM holding a certificate and an
+ * unencrypted private key, without parsing either. Neither descriptor is
+ * touched, so this comes before "220 Ready to start TLS": NULL with the
+ * reason in err means the session answers 454 4.7.0 and goes on in plain
+ * text. The bytes read are parsed only when the handshake needs them (a
+ * full one; a resumed one never does); a certificate or key that does not
+ * parse or match fails that handshake, with the reason in tls_error(). On
+ * success err is empty, or says why session tickets are off for this
+ * connection (a warning to log).
  */
 struct tls *tls_accept(const struct tls_config *cfg, int in_fd, int out_fd,
     char *err, size_t errlen);

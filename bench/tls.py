@@ -13,7 +13,9 @@ one throw-away CA (tests/make-test-ca):
     instructions of each (callgrind, exec to exit);
   - the plain session of the commit that wired STARTTLS in, of its parent
     and of this tree (bench/tls builds the first two): exec-to-greeting and
-    peak RSS (bench/probe, interleaved), instructions (callgrind).
+    peak RSS (bench/probe, interleaved), instructions (callgrind);
+  - with bench/tls TLS_BEFORE=COMMIT, that commit's smtpd beside this
+    tree's in every TLS figure above, started and measured in turn with it.
 The machine's page-fault and system-call costs (bench/machine.c) and its
 load come first. Reuses bench.py's Postfix set-up, server start and stop,
 Maildirs, probe and callgrind; every server is started here and stopped by
@@ -38,6 +40,7 @@ ROOT = "/var/tmp/smtpd-bench-tls"
 B.ROOT, B.BIN, B.MAIL, B.USED = ROOT, ROOT + "/bin", ROOT + "/mail", ROOT + "/used"
 BIN = B.BIN
 CA = ROOT + "/ca"
+BEFORE = BIN + "/smtpd-tlsbefore"	# built by bench/tls when TLS_BEFORE is set
 KINDS = ("ecdsa", "rsa")
 MSG_SIZE = 4096
 CONCURRENCY = 8
@@ -87,6 +90,48 @@ class Load:
 
 # ---------------------------------------------------------------- servers
 
+SERVERS = {}	# target: the pid of its tcpserver or Postfix master
+
+
+def tree_cpu_ms(root):
+    """User and system time (ms) of root and every descendant, alive or
+    reaped (cutime, cstime): what the server spent, whatever else ran."""
+    procs, kids = {}, {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        w = st[st.rindex(")") + 2:].split()	# w[0] is field 3 of proc(5)
+        procs[int(pid)] = sum(int(x) for x in w[11:15])	# utime stime cutime cstime
+        kids.setdefault(int(w[1]), []).append(int(pid))
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        total += procs.get(p, 0)
+        todo.extend(kids.get(p, []))
+    return total * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
+def children_gone(root, deadline):
+    """Wait (bounded) until tcpserver has reaped every smtpd it started."""
+    while time.monotonic() < deadline:
+        if not [p for p in os.listdir("/proc") if p.isdigit() and parent_of(p) == root]:
+            return
+        time.sleep(0.01)
+
+
+def parent_of(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            st = f.read()
+        return int(st[st.rindex(")") + 2:].split()[1])
+    except (OSError, ValueError):
+        return None
+
 def smtpd_conf(kind):
     path = "%s/smtpd-%s.conf" % (ROOT, kind)
     B.write(path, "hostname %s\nmax-message-size %d\ntls-cert %s/%s.pem\ntls-key %s/%s.key\n"
@@ -94,12 +139,13 @@ def smtpd_conf(kind):
     return path
 
 
-def start_smtpd(kind, port):
-    t = "smtpd-" + kind
+def start_smtpd(kind, port, who="smtpd", binary=BIN + "/smtpd"):
+    t = who + "-" + kind
     B.fresh_maildir(t)
     # -R -H -l: no ident, no reverse DNS, no local name look-up (as bench.py).
-    B.start(t, ["tcpserver", "-R", "-H", "-l", B.DOMAIN, "-c", "100", "127.0.0.1", str(port),
-                BIN + "/smtpd", "-c", smtpd_conf(kind), "-m", B.maildir(t)])
+    p = B.start(t, ["tcpserver", "-R", "-H", "-l", B.DOMAIN, "-c", "100", "127.0.0.1",
+                    str(port), binary, "-c", smtpd_conf(kind), "-m", B.maildir(t)])
+    SERVERS[t] = p.pid
     B.wait_port(port, t)
 
 
@@ -119,6 +165,7 @@ def start_postfix(kind, port):
     p = B.start(t, ["/usr/lib/postfix/sbin/master", "-d", "-c", B.PF + "/etc"],
                 env={"MAIL_CONFIG": B.PF + "/etc"})
     B.wait_port(port, t)
+    SERVERS[t] = p.pid
     return p
 
 
@@ -147,8 +194,9 @@ def postfix_smtpd_rss(master_pid):
 
 def w1(target, port, n, resume):
     """One run: (connections per second until all n are in new/, by tlsload's
-    own exit, handshakes resumed)."""
+    own exit, handshakes resumed, the server's CPU ms per connection)."""
     d = B.fresh_maildir(target)
+    cpu0 = tree_cpu_ms(SERVERS[target])
     argv = [BIN + "/tlsload", "-n", str(n), "-c", str(CONCURRENCY), "-s", str(MSG_SIZE),
             "-h", B.CLIENT] + (["-r"] if resume else []) + ["127.0.0.1", str(port)]
     t0 = time.monotonic()
@@ -164,8 +212,11 @@ def w1(target, port, n, resume):
             raise RuntimeError("%s: only %d of %d delivered" % (target, B.count_new(d), n))
         time.sleep(0.01)
     t_done = time.monotonic() - t0
+    if not target.startswith("postfix-"):	# its smtpd processes stay for the next run
+        children_gone(SERVERS[target], time.monotonic() + B.RUN_TIMEOUT)
+    cpu = (tree_cpu_ms(SERVERS[target]) - cpu0) / n
     resumed = int(out.split(" resumed")[0].rsplit(" ", 1)[1])
-    return n / t_done, n / t_src, resumed
+    return n / t_done, n / t_src, resumed, cpu
 
 
 def w1_plain(target, port, n):
@@ -312,6 +363,11 @@ def main():
     B.sh([BIN + "/smtpd", "-T", ROOT + "/ticket-keys"])
 
     res = {"start": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    before = None
+    if os.path.exists(BEFORE):
+        with open(ROOT + "/tlsbefore-rev") as f:
+            before = f.read().strip()
+    res["before"] = before
     load = Load()
     log("machine: page fault and system call cost")
     res["machine"] = [tuple(float(x) for x in subprocess.run(
@@ -325,22 +381,26 @@ def main():
             start_smtpd(kind, ports["smtpd-" + kind])
             ports["postfix-" + kind] = free_port()
             masters[kind] = start_postfix(kind, ports["postfix-" + kind])
+            if before:
+                ports["before-" + kind] = free_port()
+                start_smtpd(kind, ports["before-" + kind], "before", BEFORE)
         runs = {}
         for rep in range(reps):
             for kind in KINDS:
-                targets = ["smtpd-" + kind, "postfix-" + kind]
+                targets = ["smtpd-" + kind, "postfix-" + kind] + (["before-" + kind] if before else [])
                 if rep % 2:
                     targets.reverse()
                 for resume in (False, True):
                     for t in targets:
                         r = w1(t, ports[t], n, resume)
                         runs.setdefault((t, resume), []).append(r)
-                        log("%-14s %-7s rep %d: %.1f conn/s (tlsload %.1f), %d resumed"
-                            % (t, "resumed" if resume else "full", rep + 1, r[0], r[1], r[2]))
+                        log("%-14s %-7s rep %d: %.1f conn/s (tlsload %.1f), %d resumed, "
+                            "server %.2f CPU ms per connection"
+                            % (t, "resumed" if resume else "full", rep + 1, r[0], r[1], r[2], r[3]))
                 if kind == "ecdsa":	# the plain path is the same for both keys
-                    for t in targets:
+                    for t in [x for x in targets if not x.startswith("before-")]:
                         r = w1_plain(t, ports[t], n)
-                        runs.setdefault((t, "plain"), []).append((r, r, 0))
+                        runs.setdefault((t, "plain"), []).append((r, r, 0, 0))
                         log("%-14s plain   rep %d: %.1f conn/s" % (t, rep + 1, r))
         res["runs"] = runs
         res["postfix_rss"] = {k: postfix_smtpd_rss(m.pid) for k, m in masters.items()}
@@ -350,6 +410,10 @@ def main():
     log("one session: peak RSS, TLS and plain")
     md = B.fresh_maildir("rss")
     new_tls = {k: [BIN + "/smtpd", "-c", smtpd_conf(k), "-m", md] for k in KINDS}
+    builds = [("", new_tls)]
+    if before:
+        builds.append(("before (%s): " % before,
+                       {k: [BEFORE, "-c", smtpd_conf(k), "-m", md] for k in KINDS}))
     rev = {v: open("%s/%s-rev" % (ROOT, v)).read().strip() for v in ("base", "wired")}
     # The plain session of each build: with no TLS configured, and with TLS
     # configured but never used (EHLO offers it, the client never says
@@ -375,9 +439,10 @@ def main():
     for _ in range(k):
         for name, argv in plain:
             one("plain, " + name, argv, False)
-        for kind in KINDS:
-            first = one("STARTTLS %s, full handshake" % kind, new_tls[kind], True)
-            one("STARTTLS %s, resumed" % kind, new_tls[kind], True, first["session"])
+        for label, argvs in builds:
+            for kind in KINDS:
+                first = one(label + "STARTTLS %s, full handshake" % kind, argvs[kind], True)
+                one(label + "STARTTLS %s, resumed" % kind, argvs[kind], True, first["session"])
     res["rss"], res["usage"] = rss, usage
 
     log("plain session: exec-to-greeting and peak RSS (probe), interleaved")
@@ -397,18 +462,19 @@ def main():
     for i, (name, argv) in enumerate(plain):
         total, by_obj, _ = B.callgrind(argv, "plain-%d" % i)
         cg["plain, " + name] = (total, by_obj)
-    for kind in KINDS:
-        out = "%s/callgrind.tls-%s" % (ROOT, kind)
-        first = {}
-        session_rss(new_tls[kind], True, valgrind_out=out, keep=first)
-        cg["STARTTLS " + kind + ", full handshake"] = B.self_cost_by_object(out)
-        out += "-resumed"
-        again = {}
-        session_rss(new_tls[kind], True, valgrind_out=out, resume=first["session"], keep=again)
-        if not again["reused"]:
-            raise RuntimeError("%s: the ticket was not taken" % kind)
-        cg["STARTTLS " + kind + ", resumed (ticket of another process)"] = \
-            B.self_cost_by_object(out)
+    for label, argvs in builds:
+        for kind in KINDS:
+            out = "%s/callgrind.tls-%s%s" % (ROOT, "before-" if label else "", kind)
+            first = {}
+            session_rss(argvs[kind], True, valgrind_out=out, keep=first)
+            cg[label + "STARTTLS " + kind + ", full handshake"] = B.self_cost_by_object(out)
+            out += "-resumed"
+            again = {}
+            session_rss(argvs[kind], True, valgrind_out=out, resume=first["session"], keep=again)
+            if not again["reused"]:
+                raise RuntimeError("%s: the ticket was not taken" % kind)
+            cg[label + "STARTTLS " + kind + ", resumed (ticket of another process)"] = \
+                B.self_cost_by_object(out)
     res["callgrind"] = cg
     load.end()
     res["load"] = load
@@ -439,35 +505,61 @@ def report(args, res, reps, n):
         max(ld.samples) if ld.samples else "?"))
     p("")
     p("## W1 through STARTTLS: connections (one 4 KiB message each) per second until all in new/\n")
+    bf = res["before"]
     p("| certificate | handshake | smtpd, median (min–max) | Postfix, median (min–max) "
-      "| smtpd / Postfix | resumed of %d (smtpd, Postfix) |" % n)
-    p("|---|---|---|---|---|---|")
+      "| smtpd / Postfix | resumed of %d (smtpd, Postfix) |" % n +
+      (" smtpd before (%s), median (min–max) | before / Postfix | smtpd / before |" % bf
+       if bf else ""))
+    p("|---|---|---|---|---|---|" + ("---|---|---|" if bf else ""))
     runs = res["runs"]
     for kind in KINDS:
         for resume in (False, True):
             s = runs[("smtpd-" + kind, resume)]
             q = runs[("postfix-" + kind, resume)]
+            extra = ""
+            if bf:
+                b = runs[("before-" + kind, resume)]
+                extra = " %s | %.2f | %.2f |" % (
+                    rng([r[0] for r in b], "%.1f"), med([r[0] for r in b]) / med([r[0] for r in q]),
+                    med([r[0] for r in s]) / med([r[0] for r in b]))
             p("| %s | %s | %s | %s | %.2f | %d, %d |" % (
                 "ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
                 "resumed (ticket)" if resume else "full",
                 rng([r[0] for r in s], "%.1f"), rng([r[0] for r in q], "%.1f"),
                 med([r[0] for r in s]) / med([r[0] for r in q]),
-                med([r[2] for r in s]), med([r[2] for r in q])))
+                med([r[2] for r in s]), med([r[2] for r in q])) + extra)
     s = runs[("smtpd-ecdsa", "plain")]
     q = runs[("postfix-ecdsa", "plain")]
     p("| (none) | plain W1, no STARTTLS (smtp-source) | %s | %s | %.2f | |" % (
         rng([r[0] for r in s], "%.1f"), rng([r[0] for r in q], "%.1f"),
-        med([r[0] for r in s]) / med([r[0] for r in q])))
+        med([r[0] for r in s]) / med([r[0] for r in q])) + (" | | |" if bf else ""))
     p("")
-    p("| certificate | resumed / full, smtpd | resumed / full, Postfix |")
-    p("|---|---|---|")
+    p("| certificate | resumed / full, smtpd | resumed / full, Postfix |" +
+      (" resumed / full, smtpd before |" if bf else ""))
+    p("|---|---|---|" + ("---|" if bf else ""))
     for kind in KINDS:
         ratio = {}
-        for t in ("smtpd-", "postfix-"):
+        for t in ("smtpd-", "postfix-") + (("before-",) if bf else ()):
             ratio[t] = (med([r[0] for r in runs[(t + kind, True)]]) /
                         med([r[0] for r in runs[(t + kind, False)]]))
         p("| %s | %.2f | %.2f |" % ("ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
-                                    ratio["smtpd-"], ratio["postfix-"]))
+                                    ratio["smtpd-"], ratio["postfix-"]) +
+          (" %.2f |" % ratio["before-"] if bf else ""))
+    p("")
+    p("Server CPU per connection: user and system time of the server's processes "
+      "(tcpserver and every smtpd it started; Postfix's master and all its children) "
+      "over a W1 run, divided by its connections, median of the runs; unlike the rates "
+      "above it hardly moves with the other work on the machine.\n")
+    p("| certificate | handshake | smtpd, CPU ms | Postfix, CPU ms |" +
+      (" smtpd before (%s), CPU ms |" % bf if bf else ""))
+    p("|---|---|---|---|" + ("---|" if bf else ""))
+    for kind in KINDS:
+        for resume in (False, True):
+            cells = [med([r[3] for r in runs[(t + kind, resume)]])
+                     for t in ("smtpd-", "postfix-") + (("before-",) if bf else ())]
+            p("| %s | %s | " % ("ECDSA P-256" if kind == "ecdsa" else "RSA 2048",
+                                "resumed (ticket)" if resume else "full") +
+              " | ".join("%.2f" % c for c in cells) + " |")
     p("")
     p("## One session: peak RSS (VmHWM once the 4 KiB message is accepted), CPU, page faults\n")
     p("| session | peak RSS KiB, median (min–max) | CPU ms (user+sys), median "

@@ -713,6 +713,147 @@ START_TEST(renewed_certificate_serves_from_the_next_connection)
 }
 END_TEST
 
+/* A copy of the CA's cert of kind and of key_kind's key in work; cfg names them. */
+static struct tls_config
+pair_in_work(const char *kind, const char *key_kind, const char *ticket_keys)
+{
+	static char cert[128], key[128];
+	struct tls_config cfg = { cert, key, ticket_keys };
+	char from[128];
+
+	snprintf(cert, sizeof(cert), "%s/cert.pem", work);
+	snprintf(key, sizeof(key), "%s/key.pem", work);
+	snprintf(from, sizeof(from), "%s/%s.pem", ca_dir, kind);
+	copy_file(from, cert);
+	snprintf(from, sizeof(from), "%s/%s.key", ca_dir, key_kind);
+	copy_file(from, key);
+	return cfg;
+}
+
+/*
+ * The pair is parsed only when a full handshake needs it: a session
+ * resumed from a ticket (TLS 1.3, then 1.2) takes neither file, so it
+ * resumes even when the key no longer matches the certificate.
+ */
+START_TEST(resumed_session_parses_neither_file)
+{
+	char err[256], keys[128];
+	struct tls_config cfg;
+	SSL_CTX *ctx = client_context(_i == 0 ? 0 : TLS1_2_VERSION);
+	SSL_SESSION *first, *later;
+	struct report rep;
+
+	snprintf(keys, sizeof(keys), "%s/ticket-keys", work);
+	ck_assert_int_eq(tls_rotate_ticket_keys(keys, err, sizeof(err)), 0);
+	cfg = pair_in_work("ecdsa", "ecdsa", keys);
+	first = connect_once(&cfg, ctx, NULL, &rep, NULL);
+	ck_assert_int_eq(rep.resumed, 0);
+	cfg = pair_in_work("ecdsa", "rsa", keys);
+	later = connect_once(&cfg, ctx, first, &rep, NULL);
+	ck_assert_int_eq(rep.resumed, 1);
+	ck_assert_str_eq(rep.reason, "");
+	SSL_SESSION_free(later);
+	SSL_SESSION_free(first);
+	SSL_CTX_free(ctx);
+}
+END_TEST
+
+/*
+ * Every way a key file may hold the key serves a full handshake, whether
+ * smtpd decodes it as the certificate's type or the whole way: traditional
+ * EC and RSA blocks, EC PARAMETERS first (openssl ecparam -genkey), the
+ * certificate and the key in one file, a public key block first.
+ */
+START_TEST(key_formats_serve_a_full_handshake)
+{
+	static const char *const make[] = {	/* each writes the new key file on stdout */
+		"openssl pkey -in $K -traditional",
+		"openssl ecparam -name prime256v1 && openssl pkey -in $K -traditional",
+		"cat $C $K",
+		"openssl pkey -in $K -traditional",
+		"openssl pkey -in $K -pubout && cat $K",
+	};
+	const char *kind = _i == 3 ? "rsa" : "ecdsa";
+	struct tls_config cfg = pair_in_work(kind, kind, NULL);
+	SSL_CTX *ctx = client_context(0);
+	char cmd[512];
+	struct report rep;
+	int type;
+
+	ck_assert_int_lt(snprintf(cmd, sizeof(cmd), "K=%s C=%s; (%s) >$K.new && mv $K.new $K",
+	    cfg.key_file, cfg.cert_file, make[_i]), (int)sizeof(cmd));
+	ck_assert_int_eq(system(cmd), 0);
+	SSL_SESSION_free(connect_once(&cfg, ctx, NULL, &rep, &type));
+	ck_assert_int_eq(type, _i == 3 ? EVP_PKEY_RSA : EVP_PKEY_EC);
+	SSL_CTX_free(ctx);
+}
+END_TEST
+
+/*
+ * Files that read as PEM but hold a key that is not the certificate's:
+ * tls_accept takes them (the 220 goes out) and the full handshake fails,
+ * naming the key, with no session for the client.
+ */
+START_TEST(mismatched_pair_fails_the_full_handshake)
+{
+	struct tls_config cfg = pair_in_work("rsa", "ecdsa", NULL);
+	SSL_CTX *ctx = client_context(_i == 0 ? 0 : TLS1_2_VERSION);
+	struct server s;
+	struct report rep;
+	SSL *ssl;
+
+	server_start(&s, &cfg, false, SAFETY_MS);
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, s.fd);
+	ck_assert_int_ne(SSL_connect(ssl), 1);
+	SSL_free(ssl);
+	rep = server_finish(&s);
+	ck_assert_int_eq(rep.accepted, 1);
+	ck_assert_int_eq(rep.handshake, TLS_FAILED);
+	ck_assert_msg(strstr(rep.reason, "key.pem does not match the certificate") != NULL,
+	    "reason %s", rep.reason);
+	SSL_CTX_free(ctx);
+}
+END_TEST
+
+/*
+ * What tls_accept checks before the 220 without parsing: no certificate
+ * block, no private key block, an encrypted key (PKCS #8, and an older
+ * block with its Proc-Type header), a block that is not base64. Each gives NULL (454 follows) and leaves the socket as it was.
+ */
+START_TEST(unusable_pem_gives_no_tls)
+{
+	static const char *const want[] = {
+		"no PEM certificate", "no PEM private key", "encrypted", "certificate ", "encrypted",
+	};
+	struct tls_config cfg = pair_in_work("ecdsa", "ecdsa", NULL);
+	char cmd[512], err[256] = "";
+	FILE *f;
+	int sv[2];
+
+	if (_i == 0)
+		copy_file(cfg.key_file, cfg.cert_file);
+	else if (_i == 1)
+		copy_file(cfg.cert_file, cfg.key_file);
+	else if (_i == 2 || _i == 4) {
+		snprintf(cmd, sizeof(cmd), "openssl pkey -in %s %s -aes256 -passout pass:x -out %s.enc"
+		    " && mv %s.enc %s", cfg.key_file, _i == 4 ? "-traditional" : "", cfg.key_file,
+		    cfg.key_file, cfg.key_file);
+		ck_assert_int_eq(system(cmd), 0);
+	} else {
+		ck_assert_ptr_nonnull(f = fopen(cfg.cert_file, "w"));
+		fputs("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n", f);
+		fclose(f);
+	}
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	ck_assert_ptr_null(tls_accept(&cfg, sv[0], sv[0], err, sizeof(err)));
+	ck_assert_msg(strstr(err, want[_i]) != NULL, "case %d: reason %s", _i, err);
+	ck_assert_int_eq(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+	close(sv[0]);
+	close(sv[1]);
+}
+END_TEST
+
 START_TEST(file_names_absolute_or_credentials)
 {
 	char path[64], err[256];
@@ -869,6 +1010,10 @@ tls_suite(void)
 	tcase_add_test(tc, one_ticket_per_handshake);
 	tcase_add_loop_test(tc, no_ticket_without_a_key_file, 0, 4);
 	tcase_add_test(tc, renewed_certificate_serves_from_the_next_connection);
+	tcase_add_loop_test(tc, resumed_session_parses_neither_file, 0, 2);
+	tcase_add_loop_test(tc, key_formats_serve_a_full_handshake, 0, 5);
+	tcase_add_loop_test(tc, mismatched_pair_fails_the_full_handshake, 0, 2);
+	tcase_add_loop_test(tc, unusable_pem_gives_no_tls, 0, 5);
 	tcase_add_test(tc, file_names_absolute_or_credentials);
 	tcase_add_test(tc, tcp_connection_becomes_nonblocking_without_nagle);
 	tcase_add_test(tc, rotation_creates_shifts_and_keeps_owner);

@@ -1158,6 +1158,36 @@ def old_protocols_refused():
         box.close()
 
 
+def host_openssl_cnf_ignored():
+    """An openssl.cnf that would leave TLS 1.3 one cipher suite only (as
+    $OPENSSL_CONF, so the machine's file is left alone) changes nothing:
+    smtpd does not read it, and the client's first choice is still served."""
+    box = Box(extra=tls_config())
+    try:
+        cnf = os.path.join(box.dir, "openssl.cnf")
+        with open(cnf, "w") as f:
+            f.write("openssl_conf = init\n[init]\nssl_conf = ssl\n[ssl]\n"
+                    "system_default = tls\n[tls]\nCiphersuites = TLS_AES_128_GCM_SHA256\n")
+        srv = Server(box)
+        srv.env["OPENSSL_CONF"] = cnf
+        try:
+            sock, p = srv.connect()
+            c = Client(sock)
+            try:
+                into_tls(c)
+                got = c.sock.cipher()[0]
+                c.send(b"EHLO c.example\r\n")
+                c.expect("250")
+                quit_tls(c)
+            finally:
+                c.sock.close()
+        finally:
+            srv.stop()
+        check(got == "TLS_AES_256_GCM_SHA384", "with the host's openssl.cnf: %s" % got)
+    finally:
+        box.close()
+
+
 def truncated_mid_message():
     """Inside TLS, half a message then a TCP close without close_notify, or
     a forged record: the transaction is void, nothing stays in new/ or tmp/."""
@@ -1238,6 +1268,7 @@ TESTS_LIST = [
     ("tickets_across_processes", tickets_across_processes),
     ("trace_and_logs_tls12_and_smtputf8", trace_and_logs_tls12_and_smtputf8),
     ("old_protocols_refused", old_protocols_refused),
+    ("host_openssl_cnf_ignored", host_openssl_cnf_ignored),
     ("truncated_mid_message", truncated_mid_message),
     ("pipelining_inside_tls", pipelining_inside_tls),
     ("clients_deliver", clients_deliver),
