@@ -968,40 +968,51 @@ eof_between_records(struct tls *t, int ssl_error, int saved_errno)
 	    libssl.SSL_has_pending(t->ssl) == 0;
 }
 
+/*
+ * What SSL_read_ex or SSL_write_ex said, as read(2) and write(2) say it:
+ * the count, or -1 with EAGAIN (wait for tls_pollfd) or EIO.
+ */
+static ssize_t
+io_result(struct tls *t, int r, int e, size_t n, int saved, const char *what)
+{
+	if (r == 1)
+		return (ssize_t)n;
+	if (must_wait(t, e)) {
+		errno = EAGAIN;
+		return -1;
+	}
+	note_failure(t, e, saved, what);
+	errno = EIO;
+	return -1;
+}
+
 ssize_t
 tls_read(struct tls *t, void *buf, size_t len)
 {
 	size_t n = 0;
-	int r, e, saved;
+	int r, e = SSL_ERROR_NONE, saved;
 
 	libcrypto.ERR_clear_error();
 	errno = 0;
 	r = libssl.SSL_read_ex(t->ssl, buf, len, &n);
 	saved = errno;
-	if (r == 1)
-		return (ssize_t)n;
-	e = libssl.SSL_get_error(t->ssl, r);
-	if (must_wait(t, e)) {
-		errno = EAGAIN;
-		return -1;
-	}
+	if (r != 1)
+		e = libssl.SSL_get_error(t->ssl, r);
 	if (e == SSL_ERROR_ZERO_RETURN)
 		return 0;	/* close_notify: our own may still go out */
-	if (eof_between_records(t, e, saved)) {
+	if (r != 1 && eof_between_records(t, e, saved)) {
 		t->broken = true;
 		libcrypto.ERR_clear_error();
 		return 0;
 	}
-	note_failure(t, e, saved, "read");
-	errno = EIO;
-	return -1;
+	return io_result(t, r, e, n, saved, "read");
 }
 
 ssize_t
 tls_write(struct tls *t, const void *buf, size_t len)
 {
 	size_t n = 0;
-	int r, e, saved;
+	int r, e = SSL_ERROR_NONE, saved;
 
 	if (len == 0)
 		return 0;
@@ -1009,16 +1020,9 @@ tls_write(struct tls *t, const void *buf, size_t len)
 	errno = 0;
 	r = libssl.SSL_write_ex(t->ssl, buf, len, &n);
 	saved = errno;
-	if (r == 1)
-		return (ssize_t)n;
-	e = libssl.SSL_get_error(t->ssl, r);
-	if (must_wait(t, e)) {
-		errno = EAGAIN;
-		return -1;
-	}
-	note_failure(t, e, saved, "write");
-	errno = EIO;
-	return -1;
+	if (r != 1)
+		e = libssl.SSL_get_error(t->ssl, r);
+	return io_result(t, r, e, n, saved, "write");
 }
 
 struct pollfd
