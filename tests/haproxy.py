@@ -67,10 +67,10 @@ class HAProxy:
             "    mode tcp",
             "    log global",
             "    option tcplog",
-            "    timeout connect 5s",
+            "    timeout connect 30s",	# a loaded test machine, not a network
             "    timeout client 60s",
             "    timeout server 60s",
-            "    timeout check 5s",
+            "    timeout check 30s",
             "frontend smtp",
             "    bind fd@%d" % self.listener.fileno(),
             "    default_backend hosts",

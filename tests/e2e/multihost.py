@@ -9,9 +9,10 @@ shut down). Clients retry what failed and count what they saw.
 
 Shown: every message in exactly one host's Maildir, none lost; its Received
 names the address its client connected from and the host holding it;
-HAProxy marks host 3 down; every failure a client saw was temporary and on
-a connection host 3 had (by HAProxy's own log), and there were no more of
-them than host 3's connections that did not deliver."""
+HAProxy marks host 3 down; every failure a client saw was temporary: on a
+connection host 3 had (by HAProxy's own log), no more of them than host 3's
+connections that did not deliver, or, on a loaded machine, a connection to
+another host that HAProxy closed before any greeting."""
 import os
 import re
 import signal
@@ -192,21 +193,30 @@ def four_hosts_one_down():
                 check(rec.startswith(want), "%r: Received %r, want %r" % (token, rec, want))
                 check(load.sent[token] == client, "%r sent from %s" % (token, load.sent[token]))
         lost = int(stats[balancer.names[DOWN]]["stot"]) - len(held[DOWN])
+        down_failures, elsewhere = [], []
         for f in load.failures:
             server = by_port.get((f["source"], f["port"]))	# None: no connection made
-            check(server in (None, balancer.names[DOWN]),
+            if server in (None, balancer.names[DOWN]):
+                down_failures.append(f)
+                continue
+            # On a loaded machine HAProxy may end a connection it gave to
+            # another host before any greeting (a connect retried, a check
+            # that timed out): a closed connection, which the client
+            # retries. Anything that got a reply there is a real fault.
+            check(f["stage"] == "greeting" and f["reply"] is None,
                   "a failure on %s, not the host taken down: %r" % (server, f))
-        check(len(load.failures) <= lost,
+            elsewhere.append(f)
+        check(len(down_failures) <= lost,
               "%d failures, but host 3 had only %d connections that did not deliver"
-              % (len(load.failures), lost))
+              % (len(down_failures), lost))
         kinds = {}
         for f in load.failures:
             k = (f["reply"] or "closed")[:40]
             kinds[k] = kinds.get(k, 0) + 1
         print("     per host %r; host 3: %d sessions at the stop, HAProxy %s (%s); "
-              "clients saw %d failures, all retried: %r"
-              % ([len(h) for h in held], in_flight, down["status"], down["check_status"],
-                 len(load.failures), kinds))
+              "clients saw %d failures, all retried: %r; %d closed before a greeting "
+              "elsewhere" % ([len(h) for h in held], in_flight, down["status"],
+                             down["check_status"], len(load.failures), kinds, len(elsewhere)))
     finally:
         for b in boxes:
             b.close()
