@@ -26,7 +26,6 @@ import os
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import threading
@@ -324,12 +323,8 @@ def plain_conf():
 
 # ---------------------------------------------------------------- report
 
-def med(xs):
-    return statistics.median(xs)
-
-
-def rng(xs, f="%.0f"):
-    return (f + " (" + f + "–" + f + ")") % (med(xs), min(xs), max(xs))
+med = B.med
+rng = B.fmt_range	# "median (min–max)"
 
 
 def on_signal(sig, frame):
