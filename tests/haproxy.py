@@ -216,22 +216,7 @@ def proxied_greeting(host, port, header, limit=2.0):
     """launch.greeting for a server that wants a PROXY header first: a
     header naming no client (v1 UNKNOWN, v2 LOCAL), as a balancer's own
     probe sends, then the greeting."""
-    try:
-        with socket.create_connection((host, port), timeout=limit,
-                                      source_address=(BALANCER, 0)) as c:
-            c.sendall(header)
-            data = b""
-            while b"\r\n" not in data:
-                chunk = c.recv(512)
-                if not chunk:
-                    break
-                data += chunk
-            c.sendall(b"QUIT\r\n")
-            while c.recv(512):
-                pass
-            return data
-    except OSError:
-        return b""
+    return launch.greeting(host, port, limit=limit, first=header, source=BALANCER)
 
 
 class ProxiedLauncher(launch.Launcher):

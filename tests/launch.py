@@ -48,12 +48,17 @@ def port_taken(port, family=socket.AF_INET, host="127.0.0.1"):
         s.close()
 
 
-def greeting(host, port, family=socket.AF_INET, limit=10.0):
-    """Connect, read the greeting, say QUIT; the greeting or b''."""
+def greeting(host, port, family=socket.AF_INET, limit=10.0, first=b"", source=None):
+    """Connect (from source, when given), send first (a PROXY header for a
+    server behind a balancer), read the greeting, say QUIT; the greeting or
+    b''."""
     try:
         with socket.socket(family, socket.SOCK_STREAM) as c:
             c.settimeout(limit)
+            if source is not None:
+                c.bind((source, 0))
             c.connect((host, port))
+            c.sendall(first)
             data = b""
             while b"\r\n" not in data:
                 chunk = c.recv(512)
