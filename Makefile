@@ -28,8 +28,14 @@ MAPLIBS = $(if $(filter /%,$(CDB_PIC)),$(CDB_PIC),$$(pkg-config --libs libcdb))
 
 all: smtpd
 
+# No .eh_frame in the plain build: C needs no unwinding, and those tables
+# were a third of the binary's read-only pages that every connection maps
+# (bench/RESULTS-shape.md); -g keeps the frames for debuggers in .debug_frame.
+# The sanitizers keep them: their reports unwind through .eh_frame.
+LEAN = $(if $(SAN),,-fno-asynchronous-unwind-tables)
+
 # Rebuild everything when the compiler flags change (plain, asan, ubsan).
-FLAGS := $(CC) $(CFLAGS) $(SAN)
+FLAGS := $(CC) $(CFLAGS) $(SAN) $(LEAN)
 $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 # make may have looked at the directory before the line above wrote .flags
 # (right after a clean): without a rule it then takes .flags as missing and
@@ -38,7 +44,7 @@ $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 	echo '$(FLAGS)' > $@
 
 %.o: %.c .flags
-	$(CC) $(STRICT) $(CFLAGS) $(SAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) $(LEAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
 
 # libsystemd is opened with dlopen only when needed (libsystemd.c): the
 # headers come from pkg-config, the library is not linked.

@@ -389,11 +389,15 @@ static int
 apply_line(struct config *c, char *line)
 {
 	char *words[CONFIG_WORDS_MAX + 1], *save = NULL, *w;
-	const char *start = line + strspn(line, " \t");
-	size_t n = 0, len = strcspn(start, " \t");
+	const char *start = line;
+	size_t n = 0, len = 0;
 	const struct key *k;
 	unsigned *first;
 
+	while (*start == ' ' || *start == '\t')
+		start++;
+	while (start[len] != '\0' && start[len] != ' ' && start[len] != '\t')
+		len++;
 	if (*start == '\0' || *start == '#')
 		return 0;
 	if ((k = find_key(start, len)) == NULL)
@@ -437,24 +441,46 @@ apply_text(struct config *c, char *buf, size_t len, unsigned lineno)
 }
 
 /*
- * The next line of f into buf, LF removed and NUL bytes kept: 1, with its
- * length in *len; 0 at the end of the file; -1 for a line that does not
- * fit with a NUL after it. getc, not fgets: fgets cannot tell a NUL byte
- * it read from the end of the line.
+ * The file read with read(2), a line at a time: no stdio, whose FILE and
+ * buffer every session would allocate for a few lines.
+ */
+struct lines {
+	int	fd;
+	size_t	start, end;		/* the bytes not yet returned */
+	char	buf[CONFIG_LINE_MAX];
+};
+
+enum { LINES_END, LINES_LINE, LINES_TOO_LONG, LINES_ERROR };
+
+/*
+ * The next line, in l->buf: LINES_LINE with *line and *len (LF removed, NUL
+ * bytes kept: apply_text refuses them, and there is room for a NUL at
+ * line[len]); LINES_END; LINES_TOO_LONG for a line that does not fit with
+ * its NUL; LINES_ERROR with errno set.
  */
 static int
-read_line(FILE *f, char *buf, size_t size, size_t *len)
+next_line(struct lines *l, char **line, size_t *len)
 {
-	size_t n = 0;
-	int ch;
+	char *nl;
+	ssize_t n = 1;
 
-	while ((ch = getc_unlocked(f)) != EOF && ch != '\n') {
-		if (n == size - 1)
-			return -1;
-		buf[n++] = (char)ch;
+	while ((nl = memchr(l->buf + l->start, '\n', l->end - l->start)) == NULL && n > 0) {
+		memmove(l->buf, l->buf + l->start, l->end - l->start);
+		l->end -= l->start;
+		l->start = 0;
+		if (l->end == sizeof(l->buf))
+			return LINES_TOO_LONG;
+		if ((n = read(l->fd, l->buf + l->end, sizeof(l->buf) - l->end)) > 0)
+			l->end += (size_t)n;
+		else if (n == -1 && errno != EINTR)
+			return LINES_ERROR;
+		else if (n == -1)
+			n = 1;
 	}
-	*len = n;
-	return ch == EOF && n == 0 ? 0 : 1;
+	*line = l->buf + l->start;
+	*len = (nl != NULL ? (size_t)(nl - *line) : l->end - l->start);
+	l->start += *len + (nl != NULL);
+	return nl != NULL || *len > 0 ? LINES_LINE : LINES_END;
 }
 
 /*
@@ -487,26 +513,29 @@ same_file(const struct stat *a, const struct stat *b)
 static int
 read_config(struct config *c, struct stat *file)
 {
-	char line[CONFIG_LINE_MAX], id[IDENTITY_MAX];
+	struct lines l;
+	char id[IDENTITY_MAX], *line;
 	unsigned lineno = 0;
-	FILE *f = fopen(c->config_file, "re");
 	size_t len;
-	int rc = 0, got, n;
+	int rc = 0, got = LINES_LINE, n;
 
-	if (f == NULL)
+	if ((l.fd = openat(AT_FDCWD, c->config_file, O_RDONLY | O_CLOEXEC)) == -1)
 		return config_error(c, "cannot open %s: %s", c->config_file, strerror(errno));
-	if (fstat(fileno(f), file) == -1)
+	l.start = l.end = 0;
+	if (fstat(l.fd, file) == -1)
 		rc = config_error(c, "cannot read %s: %s", c->config_file, strerror(errno));
 	else if (c->compile && ((n = identity(c, file, id, sizeof(id))) == -1 ||
 	    keep(c, id, (size_t)n) == -1))
 		rc = -1;
-	while (rc == 0 && (got = read_line(f, line, sizeof(line), &len)) != 0) {
-		c->lineno = ++lineno;
-		rc = got == -1 ? line_error(c, "line too long") : apply_text(c, line, len, lineno);
-	}
-	if (rc == 0 && ferror(f))
+	while (rc == 0 && (got = next_line(&l, &line, &len)) == LINES_LINE)
+		rc = apply_text(c, line, len, ++lineno);
+	if (got == LINES_TOO_LONG) {
+		c->lineno = lineno + 1;
+		rc = line_error(c, "line too long");
+	} else if (got == LINES_ERROR) {
 		rc = config_error(c, "cannot read %s: %s", c->config_file, strerror(errno));
-	fclose(f);
+	}
+	close(l.fd);
 	return rc;
 }
 
@@ -561,11 +590,11 @@ load_file(struct config *c)
 	size_t len;
 	int fd, n;
 
-	if (stat(c->config_file, &file) == -1)
+	if (fstatat(AT_FDCWD, c->config_file, &file, 0) == -1)
 		return config_error(c, "cannot open %s: %s", c->config_file, strerror(errno));
 	if (map_path(c, path, sizeof(path), "") == -1)
 		return -1;
-	if (stat(path, &map) == -1) {
+	if (fstatat(AT_FDCWD, path, &map, 0) == -1) {
 		if (errno != ENOENT)
 			return config_error(c, "cannot read %s: %s", path, strerror(errno));
 		return read_config(c, &file);
@@ -573,7 +602,7 @@ load_file(struct config *c)
 	/* Formatted only with a map to compare: 4,000 instructions a session. */
 	if ((n = identity(c, &file, id, sizeof(id))) == -1)
 		return -1;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+	if ((fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC)) == -1)
 		return config_error(c, "cannot read %s: %s", path, strerror(errno));
 	if (routes_open_map(&c->routes, fd, &text, &len) == -1) {
 		int err = errno;

@@ -135,16 +135,19 @@ open_maildir(const char *path)
 	}
 	memcpy(buf, path, n);
 	buf[n] = '\0';
-	if ((slash = strrchr(buf, '/')) == NULL) {
-		parent = open(".", PATH_FLAGS);
+	while (n > 0 && buf[n - 1] != '/')
+		n--;
+	slash = n > 0 ? buf + n - 1 : NULL;	/* the last '/' */
+	if (slash == NULL) {
+		parent = openat(AT_FDCWD, ".", PATH_FLAGS);
 	} else if (slash[1] == '\0') {
-		return open("/", PATH_FLAGS);	/* the Maildir is "/" */
+		return openat(AT_FDCWD, "/", PATH_FLAGS);	/* the Maildir is "/" */
 	} else {
 		name = slash + 1;
 		if (slash == buf)
 			slash++;	/* "/M": the parent is "/" */
 		*slash = '\0';
-		parent = open(buf, PATH_FLAGS);
+		parent = openat(AT_FDCWD, buf, PATH_FLAGS);
 	}
 	return parent == -1 ? -1 : open_below(parent, name);
 }

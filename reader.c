@@ -181,7 +181,7 @@ fill(struct reader *r)
 	 * RFC 2920 3.2: flush pending replies only when we would block. A
 	 * failed flush is READ_ERROR; the session finds why in its reply.
 	 */
-	if (r->opt.before_wait != NULL && (would_block || poll(&pfd, 1, 0) == 0) &&
+	if (r->opt.before_wait != NULL && (would_block || stop_poll(NULL, &pfd, 0) == 0) &&
 	    r->opt.before_wait(r->opt.before_wait_arg) == -1)
 		return READ_ERROR;
 	for (;;) {
@@ -331,7 +331,7 @@ reader_pending(struct reader *r)
 
 	if (r->tls != NULL && tls_pending(r->tls) > 0)
 		return true;
-	return r->end > r->start || (!r->eof && poll(&pfd, 1, 0) == 1);
+	return r->end > r->start || (!r->eof && stop_poll(NULL, &pfd, 0) == 1);
 }
 
 /*
@@ -348,7 +348,7 @@ reader_drain(struct reader *r, int ms, size_t max)
 
 	r->start = r->end = 0;
 	while (!r->eof && total < max && (left = deadline - now_ms()) > 0) {
-		n = poll(&pfd, 1, (int)left);
+		n = stop_poll(NULL, &pfd, left);
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n != 1)

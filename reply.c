@@ -64,7 +64,7 @@ write_some(struct reply *r, const char *p, size_t n)
 			return w;
 		r->not_socket = true;
 	}
-	if (poll(&pfd, 1, 0) != 1) {
+	if (stop_poll(NULL, &pfd, 0) != 1) {
 		errno = EAGAIN;		/* full (or cannot tell): wait_writable decides */
 		return -1;
 	}

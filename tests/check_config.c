@@ -238,6 +238,42 @@ START_TEST(words_and_values)
 }
 END_TEST
 
+/*
+ * Lines are read a buffer at a time: the longest line that fits (4,095
+ * bytes and its LF) is taken anywhere in the file, one byte more is "line
+ * too long" with its number, a last line needs no LF, and a file many
+ * buffers long is read whole.
+ */
+START_TEST(lines_across_reads)
+{
+	static char text[40000], line[4097];
+	size_t n = 0, i;
+
+	make_top();
+	memset(line, '#', 4095);
+	line[4095] = '\n';
+	for (i = 0; i < 7; i++) {	/* comments of every length around a buffer */
+		memcpy(text + n, line + i * 600, 4096 - i * 600);
+		n += 4096 - i * 600;
+	}
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "maildir /m\r\nhostname mx.example");
+	ck_assert_int_eq(load(text, n), 0);
+	ck_assert_str_eq(c.hostname, "mx.example");
+	ck_assert_str_eq(c.maildir, "/m");
+	memcpy(text, line, 4096);
+	text[4095] = '#';	/* line 1 is now 4,096 bytes before its LF */
+	text[4096] = '\n';
+	ck_assert_int_eq(load(text, 4097), -1);
+	ck_assert_ptr_nonnull(strstr(c.error, " line 1: line too long"));
+	n = (size_t)snprintf(text, sizeof(text), "maildir /m\n");
+	memcpy(text + n, line, 4095);
+	text[n + 4095] = '#';	/* line 2: 4,096 bytes and no LF */
+	ck_assert_int_eq(load(text, n + 4096), -1);
+	ck_assert_ptr_nonnull(strstr(c.error, " line 2: line too long"));
+	remove_top();
+}
+END_TEST
+
 /* proxy-protocol's words, proxy-from's addresses, and the one needing the other. */
 START_TEST(proxy_keys)
 {
@@ -429,6 +465,7 @@ config_suite(void)
 	tcase_add_test(tc, single_value_keys_refuse_a_second_line);
 	tcase_add_test(tc, nul_byte_refuses_the_line);
 	tcase_add_test(tc, words_and_values);
+	tcase_add_test(tc, lines_across_reads);
 	tcase_add_test(tc, proxy_keys);
 	tcase_add_test(tc, numbers_within_bounds);
 	tcase_add_test(tc, map_stands_for_its_file_only);
