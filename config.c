@@ -77,48 +77,40 @@ static parse_fn parse_domain, parse_mailbox, parse_string, parse_hostname, parse
 
 #define FIELD(f)	offsetof(struct config, f)
 
+/* The usual rows: one value into one field; a number within bounds. */
+#define ONE_VALUE(key, fn, f) \
+	{ .name = key, .parse = fn, .field = FIELD(f), .min_words = 1, .max_words = 1 }
+#define NUMBER(key, fn, f, lo, hi) { .name = key, .parse = fn, .field = FIELD(f), \
+	.min_words = 1, .max_words = 1, .min = lo, .max = hi }
+
 static const struct key keys[] = {
 	{ .name = "mailbox", .parse = parse_mailbox, .min_words = 2, .max_words = 2,
 	  .flags = KEY_ROUTE | KEY_REPEATABLE, .needs = "an address and a directory" },
 	{ .name = "domain", .parse = parse_domain, .min_words = 1, .max_words = 1,
 	  .flags = KEY_ROUTE | KEY_REPEATABLE },
-	{ .name = "maildir", .parse = parse_string, .field = FIELD(maildir),
-	  .min_words = 1, .max_words = 1 },
-	{ .name = "hostname", .parse = parse_hostname, .field = FIELD(hostname),
-	  .min_words = 1, .max_words = 1 },
-	{ .name = "user", .parse = parse_string, .field = FIELD(user),
-	  .min_words = 1, .max_words = 1 },
+	ONE_VALUE("maildir", parse_string, maildir),
+	ONE_VALUE("hostname", parse_hostname, hostname),
+	ONE_VALUE("user", parse_string, user),
 	/* The key alone, with no value, turns sub-addresses off. */
 	{ .name = "recipient-delimiter", .parse = parse_delimiters, .field = FIELD(delimiters),
 	  .min_words = 0, .max_words = 1 },
-	{ .name = "create-folders", .parse = parse_bool, .field = FIELD(routes.create_folders),
-	  .min_words = 1, .max_words = 1 },
-	{ .name = "max-message-size", .parse = parse_size, .field = FIELD(session.max_message_size),
-	  .min_words = 1, .max_words = 1, .min = 1, .max = 1ULL << 40 },
+	ONE_VALUE("create-folders", parse_bool, routes.create_folders),
+	NUMBER("max-message-size", parse_size, session.max_message_size, 1, 1ULL << 40),
 	/* parse_count stores an unsigned: .max stays within UINT_MAX. */
-	{ .name = "max-recipients", .parse = parse_count, .field = FIELD(session.max_recipients),
-	  .min_words = 1, .max_words = 1, .min = 1, .max = 1000000 },
-	{ .name = "timeout", .parse = parse_count, .field = FIELD(session.timeout),
-	  .min_words = 1, .max_words = 1, .min = 1, .max = 86400 },
-	{ .name = "session-timeout", .parse = parse_count, .field = FIELD(session.session_timeout),
-	  .min_words = 1, .max_words = 1, .min = 1, .max = 7 * 86400 },
+	NUMBER("max-recipients", parse_count, session.max_recipients, 1, 1000000),
+	NUMBER("timeout", parse_count, session.timeout, 1, 86400),
+	NUMBER("session-timeout", parse_count, session.session_timeout, 1, 7 * 86400),
 	/* STARTTLS (RFC 3207): a path, or a systemd credential's name (tls.h). */
-	{ .name = "tls-cert", .parse = parse_string, .field = FIELD(tls_cert),
-	  .min_words = 1, .max_words = 1 },
-	{ .name = "tls-key", .parse = parse_string, .field = FIELD(tls_key),
-	  .min_words = 1, .max_words = 1 },
-	{ .name = "tls-ticket-keys", .parse = parse_string, .field = FIELD(tls_ticket_keys),
-	  .min_words = 1, .max_words = 1 },
-	{ .name = "require-tls", .parse = parse_bool, .field = FIELD(session.require_tls),
-	  .min_words = 1, .max_words = 1 },
-	{ .name = "proxy-protocol", .parse = parse_proxy_mode, .field = FIELD(proxy_protocol),
-	  .min_words = 1, .max_words = 1 },
+	ONE_VALUE("tls-cert", parse_string, tls_cert),
+	ONE_VALUE("tls-key", parse_string, tls_key),
+	ONE_VALUE("tls-ticket-keys", parse_string, tls_ticket_keys),
+	ONE_VALUE("require-tls", parse_bool, session.require_tls),
+	ONE_VALUE("proxy-protocol", parse_proxy_mode, proxy_protocol),
 	{ .name = "proxy-from", .parse = parse_proxy_from, .field = FIELD(proxy_from),
 	  .min_words = 1, .max_words = 1, .flags = KEY_REPEATABLE, .needs = "an address" },
 	{ .name = "filter", .parse = parse_program, .field = FIELD(filter),
 	  .min_words = 1, .max_words = CONFIG_WORDS_MAX - 1, .needs = "a program" },
-	{ .name = "filter-timeout", .parse = parse_count, .field = FIELD(session.filter_timeout),
-	  .min_words = 1, .max_words = 1, .min = 1, .max = 86400 },
+	NUMBER("filter-timeout", parse_count, session.filter_timeout, 1, 86400),
 };
 #define NKEYS	(sizeof(keys) / sizeof(keys[0]))
 _Static_assert(NKEYS <= CONFIG_KEYS_MAX, "raise CONFIG_KEYS_MAX");
@@ -902,21 +894,23 @@ void
 config_free(struct config *c)
 {
 	routes_free(&c->routes);
-	free(c->maildir);
-	free(c->delimiters);
-	free(c->user);
+	/* A string key's value is the config's own copy. */
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (keys[i].parse == parse_string || keys[i].parse == parse_delimiters) {
+			char **value = (char **)((char *)c + keys[i].field);
+
+			free(*value);
+			*value = NULL;
+		}
+	}
 	free(c->settings);
-	free(c->tls_cert);
-	free(c->tls_key);
-	free(c->tls_ticket_keys);
 	free(c->proxy_from);
 	for (size_t i = 0; c->filter != NULL && c->filter[i] != NULL; i++)
 		free(c->filter[i]);
 	free(c->filter);
 	c->filter = NULL;
 	c->session.filter = NULL;
-	c->maildir = c->delimiters = c->user = c->settings = NULL;
-	c->tls_cert = c->tls_key = c->tls_ticket_keys = NULL;
+	c->settings = NULL;
 	c->proxy_from = NULL;
 	c->nproxy_from = 0;
 	c->settings_len = c->settings_size = 0;

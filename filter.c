@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define EXIT_ACCEPT	0
@@ -316,15 +317,6 @@ reap(struct run *r, bool force)
 	while (waitpid(r->pid, &r->status, 0) == -1 && errno == EINTR)
 		;
 	r->exited = true;
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 /*

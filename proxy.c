@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "clock.h"
+
 #define V1_PREFIX	"PROXY "
 #define V1_PREFIX_LEN	6
 #define V2_SIGNATURE_LEN 12
@@ -361,15 +363,6 @@ proxy_parse(const unsigned char *p, size_t n, enum proxy_mode mode, struct proxy
 		return parse_v2(p, n, h);
 	}
 	return malformed(h, "not a PROXY header");
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static enum proxy_read_result

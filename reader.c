@@ -18,14 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "clock.h"
 
 _Static_assert(offsetof(struct reader, buf) + READER_BUFFER == sizeof(struct reader),
     "reader_init clears everything before buf, so buf stays last");
@@ -228,28 +221,15 @@ enum read_result
 reader_next(struct reader *r, struct line *out, size_t max)
 {
 	enum read_result res;
-	const char *lf;
 
-	start_line_clock(r);
-	for (;;) {
-		lf = find_lf(r, r->discarding ? r->end - r->start : max);
-		if (lf != NULL) {
-			take(r, out, (size_t)(lf - (r->buf + r->start)) + 1, true);
-			if (!r->discarding)
-				return READ_LINE;
-			r->discarding = false;
-			return READ_TOO_LONG;
-		}
-		if (r->end - r->start >= max) {
-			/* Over the limit: drop it through its LF, however far that is. */
-			r->discarding = true;
-			lf = find_lf(r, r->end - r->start);
-			r->start = lf != NULL ? (size_t)(lf - r->buf) : r->end;
-			continue;
-		}
-		if ((res = fill(r)) != READ_LINE)
-			return res;
+	/* Over max: dropped a piece at a time through its LF, then READ_TOO_LONG. */
+	while ((res = reader_piece(r, out, max)) == READ_LINE && !out->complete)
+		r->discarding = true;
+	if (res == READ_LINE && r->discarding) {
+		r->discarding = false;
+		return READ_TOO_LONG;
 	}
+	return res;
 }
 
 enum read_result

@@ -22,17 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 _Static_assert(offsetof(struct reply, buf) + REPLY_BUFFER == sizeof(struct reply),
     "reply_init clears everything before buf, so buf stays last");
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void
 reply_init(struct reply *r, const struct reply_options *opt)

@@ -38,6 +38,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "dynlib.h"
 #include "durable.h"
 
@@ -219,15 +220,6 @@ start_openssl(void)
 		state = libssl.OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG |
 		    OPENSSL_INIT_NO_ATEXIT, NULL) == 1 ? 1 : -1;
 	return state == 1 ? 0 : -1;
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Copy src, keeping letters, digits and ".-_" and turning the rest into '_'. */
@@ -986,18 +978,30 @@ io_result(struct tls *t, int r, int e, size_t n, int saved, const char *what)
 	return -1;
 }
 
+/*
+ * SSL_read_ex into rbuf, or SSL_write_ex from wbuf, with the error queue
+ * cleared first: the result, *e its SSL error, *saved errno as it left it.
+ */
+static int
+ssl_io(struct tls *t, void *rbuf, const void *wbuf, size_t len, size_t *n, int *e, int *saved)
+{
+	int r;
+
+	libcrypto.ERR_clear_error();
+	errno = 0;
+	r = rbuf != NULL ? libssl.SSL_read_ex(t->ssl, rbuf, len, n) :
+	    libssl.SSL_write_ex(t->ssl, wbuf, len, n);
+	*saved = errno;
+	*e = r == 1 ? SSL_ERROR_NONE : libssl.SSL_get_error(t->ssl, r);
+	return r;
+}
+
 ssize_t
 tls_read(struct tls *t, void *buf, size_t len)
 {
 	size_t n = 0;
-	int r, e = SSL_ERROR_NONE, saved;
+	int e, saved, r = ssl_io(t, buf, NULL, len, &n, &e, &saved);
 
-	libcrypto.ERR_clear_error();
-	errno = 0;
-	r = libssl.SSL_read_ex(t->ssl, buf, len, &n);
-	saved = errno;
-	if (r != 1)
-		e = libssl.SSL_get_error(t->ssl, r);
 	if (e == SSL_ERROR_ZERO_RETURN)
 		return 0;	/* close_notify: our own may still go out */
 	if (r != 1 && eof_between_records(t, e, saved)) {
@@ -1012,16 +1016,11 @@ ssize_t
 tls_write(struct tls *t, const void *buf, size_t len)
 {
 	size_t n = 0;
-	int r, e = SSL_ERROR_NONE, saved;
+	int e, saved, r;
 
 	if (len == 0)
 		return 0;
-	libcrypto.ERR_clear_error();
-	errno = 0;
-	r = libssl.SSL_write_ex(t->ssl, buf, len, &n);
-	saved = errno;
-	if (r != 1)
-		e = libssl.SSL_get_error(t->ssl, r);
+	r = ssl_io(t, NULL, buf, len, &n, &e, &saved);
 	return io_result(t, r, e, n, saved, "write");
 }
 

@@ -28,6 +28,7 @@
 
 #include "harness.h"
 #include "tls.h"
+#include "clock.h"
 
 #define NAME		"mx.test"
 #define BIG		(1 << 20)	/* more than a socketpair holds: writes must wait */
@@ -62,15 +63,6 @@ in(const char *dir, const char *name)
 
 	snprintf(p, 256, "%s/%s", dir, name);
 	return p;
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
