@@ -43,6 +43,12 @@ $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 .flags:
 	echo '$(FLAGS)' > $@
 
+# STARTTLS and PROXY code is built for size: a plain session never runs it,
+# but its pages are mapped into every connection all the same (the kernel
+# maps the cached pages around each fault), so its size is every session's
+# memory (bench/RESULTS-shape.md).
+tls.o proxy.o: CFLAGS += -Os
+
 %.o: %.c .flags
 	$(CC) $(STRICT) $(CFLAGS) $(SAN) $(LEAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
 
