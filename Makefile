@@ -4,11 +4,11 @@ CFLAGS ?= -O2 -g
 STRICT  = -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Wshadow \
           -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla -Werror
 OBJS    = config.o session.o reader.o reply.o stop.o maildir.o address.o route.o log.o \
-          libsystemd.o dynlib.o proxy.o filter.o tls.o durable.o text.o
+          activation.o dynlib.o proxy.o filter.o tls.o durable.o text.o
 TESTS   = tests/check_reply tests/check_reader tests/check_config \
           tests/check_maildir tests/check_session \
           tests/check_address tests/check_log tests/check_route tests/check_proxy \
-          tests/check_filter tests/check_tls
+          tests/check_filter tests/check_tls tests/check_activation
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 SYSCONFDIR ?= $(PREFIX)/etc
@@ -50,10 +50,8 @@ $(shell echo '$(FLAGS)' | cmp -s - .flags || echo '$(FLAGS)' > .flags)
 tls.o proxy.o: CFLAGS += -Os
 
 %.o: %.c .flags
-	$(CC) $(STRICT) $(CFLAGS) $(SAN) $(LEAN) $$(pkg-config --cflags libsystemd) -MMD -MP -c -o $@ $<
+	$(CC) $(STRICT) $(CFLAGS) $(SAN) $(LEAN) -MMD -MP -c -o $@ $<
 
-# libsystemd is opened with dlopen only when needed (libsystemd.c): the
-# headers come from pkg-config, the library is not linked.
 # DT_RELR (binutils 2.38, glibc 2.36): the loader applies the binary's
 # relative relocations from a bitmap, about 1,900 instructions fewer per
 # connection (bench/RESULTS-shape.md); left out where the linker lacks it.
@@ -146,7 +144,7 @@ FUZZ_SRCS  = $(filter-out tls.c,$(OBJS:.o=.c)) fuzz/tls_stub.c
 FUZZ_TIME ?= 60
 
 fuzz/fuzz-session: fuzz/fuzz_session.c $(FUZZ_SRCS) *.h fuzz/*.h
-	clang $(STRICT) $(FUZZ_FLAGS) -I. $$(pkg-config --cflags libsystemd) \
+	clang $(STRICT) $(FUZZ_FLAGS) -I. \
 	    -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS) $(MAPLIBS)
 
 # The PROXY header and proxy-from parsers alone (proxy.c), run as
@@ -167,7 +165,7 @@ fuzz-smoke: fuzz/fuzz-session fuzz/fuzz-proxy
 # in fuzz/corpus and fuzz/seeds runs once in a build with clang's profiling.
 fuzz/fuzz-coverage: fuzz/fuzz_session.c $(FUZZ_SRCS) *.h fuzz/*.h
 	clang $(STRICT) -O1 -g -fsanitize=fuzzer -fprofile-instr-generate \
-	    -fcoverage-mapping -Wno-format-nonliteral -I. $$(pkg-config --cflags libsystemd) \
+	    -fcoverage-mapping -Wno-format-nonliteral -I. \
 	    -o $@ fuzz/fuzz_session.c $(FUZZ_SRCS) $(MAPLIBS)
 
 fuzz-coverage: fuzz/fuzz-coverage

@@ -708,7 +708,7 @@ check_filter(struct config *c)
 
 	if (c->filter == NULL)
 		return 0;
-	if (stat(c->filter[0], &st) == -1)
+	if (fstatat(AT_FDCWD, c->filter[0], &st, 0) == -1)
 		return config_error(c, "%s line %u: filter %s: %s", c->config_file, line,
 		    c->filter[0], strerror(errno));
 	if (!S_ISREG(st.st_mode) || access(c->filter[0], X_OK) == -1)
@@ -786,14 +786,14 @@ config_compile(struct config *c)
 	struct stat before, file, after;
 	int fd;
 
-	if (stat(c->config_file, &before) == -1)
+	if (fstatat(AT_FDCWD, c->config_file, &before, 0) == -1)
 		return config_error(c, "cannot open %s: %s", c->config_file, strerror(errno));
 	if (!S_ISREG(before.st_mode))
 		return config_error(c, "%s is not a regular file", c->config_file);
 	if (map_path(c, path, sizeof(path), "") == -1 || map_path(c, tmp, sizeof(tmp), ".tmp") == -1)
 		return -1;
-	unlink(tmp);	/* left by a compile that died; ours alone by O_EXCL below */
-	if ((fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) == -1)
+	unlinkat(AT_FDCWD, tmp, 0);	/* left by a compile that died; ours alone by O_EXCL below */
+	if ((fd = openat(AT_FDCWD, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600)) == -1)
 		return config_error(c, "cannot create %s: %s", tmp, strerror(errno));
 	if (wait_past_change(c, fd, &before) == -1 || read_config(c, &file) == -1 ||
 	    finish_config(c) == -1 || check_tls_files(c) == -1 || check_filter(c) == -1 ||
@@ -805,7 +805,7 @@ config_compile(struct config *c)
 		goto failed;
 	}
 	fd = -1;
-	if (!same_file(&before, &file) || stat(c->config_file, &after) == -1 ||
+	if (!same_file(&before, &file) || fstatat(AT_FDCWD, c->config_file, &after, 0) == -1 ||
 	    !same_file(&file, &after)) {
 		config_error(c, "%s changed while it was compiled; run smtpd -C again",
 		    c->config_file);
@@ -819,7 +819,7 @@ config_compile(struct config *c)
 failed:
 	if (fd != -1)
 		close(fd);
-	unlink(tmp);
+	unlinkat(AT_FDCWD, tmp, 0);
 	return -1;
 }
 

@@ -61,7 +61,7 @@ durable_sync_parent(const char *path)
 	}
 	memcpy(dir, slash == NULL ? "." : path, len);
 	dir[len] = '\0';
-	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	if ((fd = openat(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
 		return -1;
 	return durable_sync_close(fd);
 }

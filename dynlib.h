@@ -1,7 +1,7 @@
 /*
  * dynlib.h: a shared library opened with dlopen(3) on first use, for the
- * libraries most connections never need (libidn2 in address.c, libsystemd
- * in libsystemd.c): linked, each would be mapped into every connection's
+ * libraries most connections never need (libidn2 in address.c, libssl and
+ * libcrypto in tls.c): linked, each would be mapped into every connection's
  * process.
  */
 #ifndef SMTPD_DYNLIB_H

@@ -4,7 +4,7 @@
  * Promises: options and the config file (config.c) are read before the
  * first byte is sent; a bad configuration still speaks SMTP (421 4.3.0, a
  * log line, exit 78) rather than dropping the client; the connection is fd
- * 3 when systemd passed exactly one (sd_listen_fds), else stdin/stdout.
+ * 3 when systemd passed exactly one (activation.c), else stdin/stdout.
  * main() only wires: signals, activation, configuration, peer, the PROXY
  * header a load balancer sends (proxy.c), session.
  * Knows no SMTP grammar: session.c does.
@@ -17,10 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <systemd/sd-daemon.h>	/* SD_LISTEN_FDS_START only: nothing is linked */
 
+#include "activation.h"
 #include "config.h"
-#include "libsystemd.h"
 #include "log.h"
 #include "proxy.h"
 #include "reply.h"
@@ -207,14 +206,14 @@ main(int argc, char **argv)
 	 */
 	signal(SIGPIPE, SIG_IGN);
 	/* systemd Accept=yes without StandardInput=socket: fd 3 is the client. */
-	switch (libsystemd_listen_fds()) {
+	switch (activation_listen_fds()) {
 	case 0:
 		break;
 	case 1:
-		in_fd = out_fd = SD_LISTEN_FDS_START;
+		in_fd = out_fd = LISTEN_FDS_START;
 		break;
 	case -1:
-		log_error("LISTEN_PID is ours but libsystemd.so.0 cannot be loaded; using stdin");
+		log_error("LISTEN_PID is ours but LISTEN_FDS is not a count of open sockets; using stdin");
 		break;
 	default:
 		log_error("systemd passed several sockets; using stdin (Accept=yes passes one)");

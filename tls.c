@@ -315,7 +315,7 @@ read_pem(const char *name, const char *what, struct pem *p, char *err, size_t er
 
 	if (tls_resolve_file(name, p->path, sizeof(p->path), err, errlen) == -1)
 		return -1;
-	if ((fd = open(p->path, O_RDONLY | O_CLOEXEC)) == -1 || fstat(fd, &st) == -1) {
+	if ((fd = openat(AT_FDCWD, p->path, O_RDONLY | O_CLOEXEC)) == -1 || fstat(fd, &st) == -1) {
 		say(err, errlen, "%s %s: %s", what, p->path, strerror(errno));
 		if (fd != -1)
 			close(fd);
@@ -694,7 +694,7 @@ read_ticket_keys(const char *name, unsigned char *keys, char *err, size_t errlen
 
 	if (tls_resolve_file(name, path, sizeof(path), err, errlen) == -1)
 		return -1;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC)) == -1) {
 		say(err, errlen, "ticket keys %s: %s", path, strerror(errno));
 		return -1;
 	}
@@ -1100,7 +1100,7 @@ read_old_keys(const char *path, unsigned char *keys, struct stat *st, char *err,
 	int fd, res;
 
 	st->st_uid = (uid_t)-1;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	if ((fd = openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC)) == -1) {
 		if (errno == ENOENT)
 			return 0;
 		say(err, errlen, "%s: %s", path, strerror(errno));
@@ -1139,12 +1139,12 @@ replace_file(const char *path, const unsigned char *keys, const struct stat *old
 	    durable_write_all(fd, keys, TLS_TICKET_FILE_SIZE) == -1 || fsync(fd) == -1) {
 		say(err, errlen, "%s: %s", tmp, strerror(errno));
 		close(fd);
-		unlink(tmp);
+		unlinkat(AT_FDCWD, tmp, 0);
 		return -1;
 	}
 	if (close(fd) == -1 || rename(tmp, path) == -1) {
 		say(err, errlen, "%s: %s", path, strerror(errno));
-		unlink(tmp);
+		unlinkat(AT_FDCWD, tmp, 0);
 		return -1;
 	}
 	if (durable_sync_parent(path) == -1) {
