@@ -108,21 +108,9 @@ START_TEST(bad_counts_and_closed_fds)
 }
 END_TEST
 
-static Suite *
-activation_suite(void)
-{
-	Suite *s = suite_create("activation");
-	TCase *tc = tcase_create("activation");
-
-	tcase_add_test(tc, sockets_for_this_process);
-	tcase_add_test(tc, not_for_this_process);
-	tcase_add_test(tc, bad_counts_and_closed_fds);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int
 main(void)
 {
-	return harness_run_suite(activation_suite());
+	return harness_run_tests("activation", (const TTest *const[]){ sockets_for_this_process,
+	    not_for_this_process, bad_counts_and_closed_fds, NULL });
 }

@@ -223,3 +223,15 @@ harness_run_suite(Suite *suite)
 	srunner_free(sr);
 	return failed == 0 ? 0 : 1;
 }
+
+int
+harness_run_tests(const char *name, const TTest *const *tests)
+{
+	Suite *s = suite_create(name);
+	TCase *tc = tcase_create(name);
+
+	for (size_t i = 0; tests[i] != NULL; i++)
+		tcase_add_test(tc, tests[i]);
+	suite_add_tcase(s, tc);
+	return harness_run_suite(s);
+}

@@ -54,6 +54,9 @@ enum deliver_result harness_begin(struct delivery *d, const char *const *dirs, s
 /* Run one Check suite; the exit status for main(). */
 int harness_run_suite(Suite *suite);
 
+/* Run tests (NULL-terminated) as one suite of one case called name. */
+int harness_run_tests(const char *name, const TTest *const *tests);
+
 /* Remove the directory. */
 void harness_finish(struct harness *h);
 
