@@ -388,6 +388,34 @@ def expect_tls_delivery(box, token, entries, what):
     return msg
 
 
+def tls_clients(box, port, ca, bodies):
+    """openssl s_client, swaks, curl and msmtp, each trusting only ca, as
+    name -> (argv, stdin); bodies gives each one's message (CRLF lines)."""
+    rc = os.path.join(box.dir, "msmtprc")
+    with open(rc, "w") as f:
+        f.write("account default\nhost 127.0.0.1\nport %s\ndomain %s\nauth off\n"
+                "tls on\ntls_starttls on\ntls_trust_file %s\nfrom s5@client.example\n"
+                % (port, HELO, ca))
+    os.chmod(rc, 0o600)
+    # s_client: -nocommands, or a line starting with R (RCPT) renegotiates.
+    script = (b"EHLO %s\nMAIL FROM:<s1@client.example>\nRCPT TO:<a@example.org>\nDATA\n"
+              % HELO.encode()) + bodies["s_client"].replace(b"\r\n", b"\n") + b".\nQUIT\n"
+    return {
+        "s_client": (["openssl", "s_client", "-starttls", "smtp", "-name", HELO,
+                      "-connect", "127.0.0.1:" + port, "-CAfile", ca, "-verify_return_error",
+                      "-verify_ip", SAN, "-crlf", "-ign_eof", "-nocommands", "-brief"], script),
+        "swaks": (["swaks", "--server", "127.0.0.1", "--port", port, "--helo", HELO,
+                   "--tls", "--tls-verify", "--tls-ca-path", ca,
+                   "--from", "s2@client.example", "--to", "a@example.org",
+                   "--data", "-", "--timeout", "20"], bodies["swaks"][:-2]),
+        "curl": (["curl", "--silent", "--show-error", "--max-time", "20", "--ssl-reqd",
+                  "--cacert", ca, "smtp://127.0.0.1:%s/%s" % (port, HELO),
+                  "--mail-from", "s4@client.example", "--mail-rcpt", "a@example.org",
+                  "--upload-file", "-"], bodies["curl"]),
+        "msmtp": (["msmtp", "-C", rc, "a@example.org"], bodies["msmtp"]),
+    }
+
+
 def clients_deliver():
     """openssl s_client, swaks, smtplib, curl and msmtp: each verifies our
     certificate against the test CA and delivers one message through TLS."""
@@ -395,36 +423,20 @@ def clients_deliver():
     srv = Server(box).serve()
     try:
         JOURNAL.take()
-        port = str(srv.port)
-        # s_client: -nocommands, or a line starting with R (RCPT) renegotiates.
-        script = (b"EHLO %s\nMAIL FROM:<s1@client.example>\nRCPT TO:<a@example.org>\nDATA\n"
-                  % HELO.encode()) + body(b"SCLIENT1").replace(b"\r\n", b"\n") + b".\nQUIT\n"
-        out = run(["openssl", "s_client", "-starttls", "smtp", "-name", HELO,
-                   "-connect", "127.0.0.1:" + port, "-CAfile", CA, "-verify_return_error",
-                   "-verify_ip", SAN, "-crlf", "-ign_eof", "-nocommands", "-brief"],
-                  data=script)
+        clients = tls_clients(box, str(srv.port), CA, {
+            "s_client": body(b"SCLIENT1"), "swaks": body(b"SWAKS1"),
+            "curl": body(b"CURL1"), "msmtp": body(b"MSMTP1")})
+        out = run(clients["s_client"][0], data=clients["s_client"][1])
         check("221 2.0.0 Bye" in out, "s_client: no 221:\n%s" % out[-2000:])
-        out = run(["swaks", "--server", "127.0.0.1", "--port", port, "--helo", HELO,
-                   "--tls", "--tls-verify", "--tls-ca-path", CA,
-                   "--from", "s2@client.example", "--to", "a@example.org",
-                   "--data", "-", "--timeout", "20"], data=body(b"SWAKS1")[:-2])
+        out = run(clients["swaks"][0], data=clients["swaks"][1])
         check("TLS started" in out, "swaks: TLS not started:\n%s" % out[-2000:])
         with smtplib.SMTP("127.0.0.1", srv.port, local_hostname=HELO, timeout=IO_LIMIT) as s:
             s.starttls(context=client_context())
             check(not s.has_extn("starttls"), "EHLO inside TLS offers STARTTLS")
             refused = s.sendmail("s3@client.example", ["a@example.org"], body(b"SMTPLIB1"))
             check(refused == {}, "smtplib: refused %r" % refused)
-        run(["curl", "--silent", "--show-error", "--max-time", "20", "--ssl-reqd",
-             "--cacert", CA, "smtp://127.0.0.1:%s/%s" % (port, HELO),
-             "--mail-from", "s4@client.example", "--mail-rcpt", "a@example.org",
-             "--upload-file", "-"], data=body(b"CURL1"))
-        rc = os.path.join(box.dir, "msmtprc")
-        with open(rc, "w") as f:
-            f.write("account default\nhost 127.0.0.1\nport %s\ndomain %s\nauth off\n"
-                    "tls on\ntls_starttls on\ntls_trust_file %s\nfrom s5@client.example\n"
-                    % (port, HELO, CA))
-        os.chmod(rc, 0o600)
-        run(["msmtp", "-C", rc, "a@example.org"], data=body(b"MSMTP1"))
+        for name in ("curl", "msmtp"):
+            run(clients[name][0], data=clients[name][1])
         srv.stop()
         entries = JOURNAL.take()
         for token in (b"SCLIENT1", b"SWAKS1", b"SMTPLIB1", b"CURL1", b"MSMTP1"):
@@ -444,30 +456,10 @@ def clients_check_the_certificate():
     try:
         subprocess.run([os.path.join(TESTS, "make-test-ca"), other], check=True, timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wrong, port = os.path.join(other, "ca.pem"), str(srv.port)
-        rc = os.path.join(box.dir, "msmtprc")
-        with open(rc, "w") as f:
-            f.write("account default\nhost 127.0.0.1\nport %s\ndomain %s\nauth off\n"
-                    "tls on\ntls_starttls on\ntls_trust_file %s\nfrom s5@client.example\n"
-                    % (port, HELO, wrong))
-        os.chmod(rc, 0o600)
-        clients = {
-            "s_client": (["openssl", "s_client", "-starttls", "smtp", "-name", HELO,
-                          "-connect", "127.0.0.1:" + port, "-CAfile", wrong,
-                          "-verify_return_error", "-verify_ip", SAN, "-crlf", "-ign_eof",
-                          "-nocommands", "-brief"],
-                         b"EHLO c.example\nMAIL FROM:<a@client.example>\nRCPT TO:<a@example.org>"
-                         b"\nDATA\nx\n.\nQUIT\n"),
-            "swaks": (["swaks", "--server", "127.0.0.1", "--port", port, "--helo", HELO,
-                       "--tls", "--tls-verify", "--tls-ca-path", wrong, "--from",
-                       "s2@client.example", "--to", "a@example.org", "--data", "-",
-                       "--timeout", "20"], b"Subject: x\r\n\r\nx"),
-            "curl": (["curl", "--silent", "--max-time", "20", "--ssl-reqd", "--cacert", wrong,
-                      "smtp://127.0.0.1:%s/%s" % (port, HELO), "--mail-from",
-                      "s4@client.example", "--mail-rcpt", "a@example.org",
-                      "--upload-file", "-"], b"Subject: x\r\n\r\nx\r\n"),
-            "msmtp": (["msmtp", "-C", rc, "a@example.org"], b"Subject: x\r\n\r\nx\r\n"),
-        }
+        wrong = os.path.join(other, "ca.pem")
+        clients = tls_clients(box, str(srv.port), wrong,
+                              dict.fromkeys(("s_client", "swaks", "curl", "msmtp"),
+                                            b"Subject: x\r\n\r\nx\r\n"))
         for name, (argv, data) in clients.items():
             p = subprocess.run(argv, input=data, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, timeout=60)
